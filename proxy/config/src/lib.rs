@@ -1,0 +1,1 @@
+//! Raw GOST v3 configuration model.

@@ -1,0 +1,1 @@
+//! GOST v3 compatible proxy engine.
