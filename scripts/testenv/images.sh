@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# images.sh [NAME...]: build OCI image tarballs from locally built static
+# binaries (no registry) into $IMAGES_DIR, for up.sh --level 2 to import.
+#   pause     CRI sandbox image (C, gcc -static)          localhost/kubegost-testenv/pause:<hash>
+#   origin    tiny HTTP origin for tests (C, gcc -static) localhost/kubegost-testenv/http-origin:<hash>
+#   proxy     gost-proxy (crate gost-engine), static Rust  localhost/kubegost/proxy:<hash>
+#   operator  gost-operator, static Rust                   localhost/kubegost/operator:<hash>
+# Without NAMEs: pause, origin, and proxy/operator if the workspace has that
+# binary target; a Rust binary that fails to build is then skipped with a
+# warning. A NAME given explicitly that cannot be built is an error.
+# Tag = content hash, so a stale image is never reused silently.
+# Writes $IMAGES_DIR/NAME.ref ("REF TARBALL") per image.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+mkdir -p "$IMAGES_DIR"
+cache_lock images
+explicit=1
+names=("$@")
+if ((${#names[@]} == 0)); then
+  explicit=0
+  names=(pause origin)
+  bins=$(cd "$REPO_ROOT" && cargo metadata --no-deps --format-version 1 2>/dev/null |
+    python3 -c 'import json,sys
+for p in json.load(sys.stdin)["packages"]:
+    for t in p["targets"]:
+        if "bin" in t["kind"]: print(t["name"])' || true)
+  grep -qx gost-proxy <<<"$bins" && names+=(proxy)
+  grep -qx gost-operator <<<"$bins" && names+=(operator)
+fi
+work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+
+# mkimage NAME REPO BINARY: wrap BINARY as /NAME-entrypoint in image REPO:<hash>
+mkimage() {
+  local name=$1 repo=$2 bin=$3 hash ref tar
+  hash=$( (sha256sum "$bin" "$TESTENV_DIR/images/mkoci.py" | cut -d' ' -f1) | sha256sum | cut -c1-12)
+  ref=$repo:$hash
+  tar=$IMAGES_DIR/$name-$hash.tar
+  if [[ ! -f $tar ]]; then
+    python3 "$TESTENV_DIR/images/mkoci.py" "$tar.tmp" "$ref" "/$(basename "$bin")" "$bin:/$(basename "$bin")" >/dev/null
+    mv "$tar.tmp" "$tar"
+  fi
+  echo "$ref $tar" >"$IMAGES_DIR/$name.ref"
+  log "image $ref ($tar)"
+}
+
+# static_rust PACKAGE BIN: build a static-pie glibc binary, print its path
+static_rust() {
+  local target=${CARGO_TARGET_DIR:-$REPO_ROOT/target}
+  (cd "$REPO_ROOT" && RUSTFLAGS='-C target-feature=+crt-static' CARGO_TARGET_DIR=$target \
+    cargo build --release --locked --target x86_64-unknown-linux-gnu -p "$1" --bin "$2" >&2) || return 1
+  echo "$target/x86_64-unknown-linux-gnu/release/$2"
+}
+
+failed=0
+for n in "${names[@]}"; do
+  case $n in
+    pause | origin)
+      src=$TESTENV_DIR/images/$([[ $n == pause ]] && echo pause.c || echo http-origin.c)
+      out=$work/$([[ $n == pause ]] && echo pause || echo http-origin)
+      gcc -static -O2 -Wall -o "$out" "$src"
+      mkimage "$n" "localhost/kubegost-testenv/$(basename "$out")" "$out"
+      ;;
+    proxy | operator)
+      pkg=$([[ $n == proxy ]] && echo gost-engine || echo gost-operator)
+      if bin=$(static_rust "$pkg" "gost-$n"); then
+        cp "$bin" "$work/gost-$n"
+        mkimage "$n" "localhost/kubegost/$n" "$work/gost-$n"
+      elif ((explicit)); then
+        log "ERROR: static build of gost-$n (package $pkg) failed"; failed=1
+      else
+        log "WARNING: static build of gost-$n (package $pkg) failed; image skipped"
+        rm -f "$IMAGES_DIR/$n.ref"
+      fi
+      ;;
+    *) die "unknown image $n (pause, origin, proxy, operator)" ;;
+  esac
+done
+exit $failed
