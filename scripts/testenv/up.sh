@@ -103,7 +103,7 @@ log "starting etcd (127.0.0.1:$ETCD_PORT)"
 start_bg etcd "$ETCD_BIN/etcd" --name kgtest --data-dir "$STATE/etcd" \
   --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
   --listen-peer-urls "http://127.0.0.1:$PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$PEER_PORT" \
-  --initial-cluster "kgtest=http://127.0.0.1:$PEER_PORT" --listen-metrics-urls "" \
+  --initial-cluster "kgtest=http://127.0.0.1:$PEER_PORT" \
   --unsafe-no-fsync --log-level=warn
 wait_for "etcd health" 60 etcd curl -fsS --max-time 2 "http://127.0.0.1:$ETCD_PORT/health"
 
@@ -151,6 +151,10 @@ wait_for "default ServiceAccount" 60 kube-controller-manager "${KUBECTL[@]}" -n 
 IMAGE_ENV=()
 if [[ $LEVEL == 2 ]]; then
   # ---- network: DNAT for the kubernetes Service IP, no forwarding out of the bridge
+  # (chains existing now are never removed by down.sh)
+  for t in filter nat mangle; do
+    iptables -w -t "$t" -S | awk -v t="$t" '$1=="-N" {print t, $2}'
+  done >"$STATE/iptables.before"
   iptables -w -t nat -N KGTEST-PREROUTING
   iptables -w -t nat -A KGTEST-PREROUTING -i "$BRIDGE" -d 10.96.0.1/32 -p tcp --dport 443 \
     -j DNAT --to-destination "$BRIDGE_IP:$API_PORT"

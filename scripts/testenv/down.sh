@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# down.sh [--quiet]: stop what up.sh started and undo its changes. Idempotent;
+# up.sh runs it first to clean anything an earlier run left behind.
+#  - kills the processes recorded in $STATE/pid (by PID + start time, never by
+#    name), every process in a kubepods cgroup, and the containerd shims of
+#    our containerd state dir;
+#  - unmounts everything under $DATA and $RUNDIR, removes the pod cgroups,
+#    the bridge kgbr0, our iptables chains and the CNI/IPAM state;
+#  - restores the sysctls saved by up.sh.
+set -uo pipefail
+. "$(dirname "$0")/lib.sh"
+QUIET=0
+[[ ${1:-} == --quiet ]] && QUIET=1
+say() { ((QUIET)) || log "$@"; }
+is_root() { [[ $(id -u) == 0 ]]; }
+
+# kill_recorded NAME: TERM then KILL the process recorded for NAME
+kill_recorded() {
+  local f=$STATE/pid/$1 pid st i
+  [[ -f $f ]] || return 0
+  read -r pid st <"$f"
+  if [[ -n $pid && $(proc_start "$pid") == "$st" ]]; then
+    say "stopping $1 (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null
+    for ((i = 0; i < 100; i++)); do
+      [[ $(proc_start "$pid") == "$st" ]] || break
+      sleep 0.1
+    done
+    if [[ $(proc_start "$pid") == "$st" ]]; then
+      kill -KILL "$pid" 2>/dev/null
+      sleep 0.2
+    fi
+  fi
+  rm -f "$f"
+}
+
+# kill_pod_processes: SIGKILL every process in a kubepods cgroup (v1 hierarchies and unified)
+pod_cgroup_dirs() {
+  local root
+  for root in /sys/fs/cgroup/*/; do
+    [[ -d ${root}kubepods || -d ${root}kubepods.slice ]] || continue
+    find "${root}kubepods" "${root}kubepods.slice" -depth -type d 2>/dev/null
+  done
+}
+kill_pod_processes() {
+  local d pids n=0 i
+  for ((i = 0; i < 20; i++)); do
+    pids=$(pod_cgroup_dirs | while read -r d; do cat "$d/cgroup.procs" 2>/dev/null; done | sort -u)
+    [[ -z $pids ]] && break
+    n=1
+    # shellcheck disable=SC2086
+    kill -KILL $pids 2>/dev/null
+    sleep 0.2
+  done
+  ((n)) && say "killed processes left in kubepods cgroups"
+}
+
+# shim_pids: containerd shims (and container init processes) of OUR containerd state dir
+shim_pids() {
+  local f
+  for f in "$RUNDIR"/containerd/io.containerd.runtime.v2.task/*/*/{shim,init}.pid; do
+    [[ -f $f ]] && cat "$f" && echo
+  done
+}
+
+# 1. processes: kubelet first (so it stops restarting pods), then the control plane
+for name in kubelet kube-scheduler kube-controller-manager; do kill_recorded "$name"; done
+if is_root; then
+  kill_pod_processes
+  pids=$(shim_pids | grep -E '^[0-9]+$' | sort -u)
+  if [[ -n $pids ]]; then
+    say "killing containerd shims/containers: $(echo $pids)"
+    # shellcheck disable=SC2086
+    kill -KILL $pids 2>/dev/null
+  fi
+fi
+kill_recorded containerd
+kill_recorded kube-apiserver
+kill_recorded etcd
+if is_root; then
+  kill_pod_processes
+
+  # 2. mounts under our data/run dirs (deepest first), then the dirs
+  for i in 1 2 3; do
+    mnts=$(findmnt -rno TARGET | grep -E "^($DATA|$RUNDIR)(/|$)" | sort -r)
+    [[ -z $mnts ]] && break
+    while read -r m; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null; done <<<"$mnts"
+  done
+  [[ -n $(findmnt -rno TARGET | grep -E "^($DATA|$RUNDIR)(/|$)") ]] && log "WARNING: mounts left under $DATA or $RUNDIR"
+  rm -rf "$DATA" "$RUNDIR"
+
+  # 3. pod cgroups (bottom-up)
+  pod_cgroup_dirs | while read -r d; do rmdir "$d" 2>/dev/null; done
+  [[ -n $(pod_cgroup_dirs) ]] && log "WARNING: kubepods cgroups left: $(pod_cgroup_dirs | head -3)"
+
+  # 4. network: bridge and our iptables chains; the CNI netns live under $RUNDIR (gone above)
+  if ip link show "$BRIDGE" >/dev/null 2>&1; then
+    say "deleting bridge $BRIDGE"
+    ip link del "$BRIDGE"
+  fi
+  # veths of pods whose netns vanished are deleted with the netns by the kernel
+  if command -v iptables >/dev/null; then
+    while iptables -w -t nat -D PREROUTING -j KGTEST-PREROUTING 2>/dev/null; do :; done
+    iptables -w -t nat -F KGTEST-PREROUTING 2>/dev/null && iptables -w -t nat -X KGTEST-PREROUTING
+    while iptables -w -D FORWARD -j KGTEST-FORWARD 2>/dev/null; do :; done
+    iptables -w -F KGTEST-FORWARD 2>/dev/null && iptables -w -X KGTEST-FORWARD
+    # chains the kubelet may create (KUBE-*) if they did not exist before up.sh
+    if [[ -f $STATE/iptables.before ]]; then
+      for t in filter nat mangle; do
+        for c in $(iptables -w -t "$t" -S 2>/dev/null | awk '$1=="-N" && $2 ~ /^KUBE-/ {print $2}'); do
+          grep -qx "$t $c" "$STATE/iptables.before" && continue
+          iptables -w -t "$t" -S | awk -v c="$c" '$1=="-A" && $0 ~ ("-j " c "( |$)") {sub("^-A","-D"); print}' |
+            while read -r rule; do eval "iptables -w -t $t $rule"; done
+          iptables -w -t "$t" -F "$c" 2>/dev/null; iptables -w -t "$t" -X "$c" 2>/dev/null
+        done
+      done
+    fi
+  fi
+fi
+
+# 5. sysctls
+if [[ -f $STATE/sysctl.saved ]]; then
+  while IFS='=' read -r k v; do
+    cur=$(sysctl -n "$k" 2>/dev/null) || continue
+    if [[ $cur != "$v" ]]; then
+      say "restoring sysctl $k=$v (was $cur)"
+      sysctl -q -w "$k=$v" >/dev/null || log "WARNING: could not restore $k=$v"
+    fi
+  done <"$STATE/sysctl.saved"
+fi
+
+# 6. state dir (logs are kept in $STATE.last-logs for post-mortems)
+if [[ -d $STATE ]]; then
+  if [[ -d $STATE/log ]]; then
+    rm -rf "$STATE.last-logs"; cp -r "$STATE/log" "$STATE.last-logs" 2>/dev/null
+  fi
+  rm -rf "$STATE"
+fi
+say "down: done"
+exit 0
