@@ -129,7 +129,10 @@ pub async fn cluster(min_level: u8, test: &str) -> Option<Cluster> {
         min_level,
     ) {
         Decision::Skip(why) => {
-            eprintln!("SKIPPED {test}: {why}");
+            // Straight to the process's stderr: libtest captures eprintln!
+            // of passing tests, and a skip must be visible.
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
             None
         }
         Decision::Fail(why) => panic!("{test}: {why}"),
@@ -437,7 +440,12 @@ impl DeleteOnDrop {
     where
         K: kube::Resource<DynamicType = ()>,
     {
-        Self::new(&cluster.kubeconfig, ApiResource::erase::<K>(&()), namespace, name)
+        Self::new(
+            &cluster.kubeconfig,
+            ApiResource::erase::<K>(&()),
+            namespace,
+            name,
+        )
     }
 
     /// Do not delete on drop.
@@ -505,38 +513,68 @@ mod tests {
     #[test]
     fn skip_without_kubeconfig() {
         assert!(matches!(decide(None, None, None, 1), Decision::Skip(_)));
-        assert!(matches!(decide(Some(" "), Some("2"), Some("0"), 2), Decision::Skip(_)));
-        assert!(matches!(decide(None, None, Some("false"), 1), Decision::Skip(_)));
+        assert!(matches!(
+            decide(Some(" "), Some("2"), Some("0"), 2),
+            Decision::Skip(_)
+        ));
+        assert!(matches!(
+            decide(None, None, Some("false"), 1),
+            Decision::Skip(_)
+        ));
     }
 
     #[test]
     fn fail_without_kubeconfig_when_required() {
-        assert!(matches!(decide(None, None, Some("1"), 1), Decision::Fail(_)));
-        assert!(matches!(decide(Some(""), None, Some("yes"), 2), Decision::Fail(_)));
+        assert!(matches!(
+            decide(None, None, Some("1"), 1),
+            Decision::Fail(_)
+        ));
+        assert!(matches!(
+            decide(Some(""), None, Some("yes"), 2),
+            Decision::Fail(_)
+        ));
     }
 
     #[test]
     fn level_too_low() {
-        assert!(matches!(decide(Some("/k"), Some("1"), None, 2), Decision::Skip(_)));
-        assert!(matches!(decide(Some("/k"), Some("1"), Some("1"), 2), Decision::Fail(_)));
-        assert!(matches!(decide(Some("/k"), Some("x"), None, 1), Decision::Fail(_)));
+        assert!(matches!(
+            decide(Some("/k"), Some("1"), None, 2),
+            Decision::Skip(_)
+        ));
+        assert!(matches!(
+            decide(Some("/k"), Some("1"), Some("1"), 2),
+            Decision::Fail(_)
+        ));
+        assert!(matches!(
+            decide(Some("/k"), Some("x"), None, 1),
+            Decision::Fail(_)
+        ));
     }
 
     #[test]
     fn run_with_cluster() {
         assert_eq!(
             decide(Some("/k"), Some("2"), Some("1"), 2),
-            Decision::Run { kubeconfig: PathBuf::from("/k"), level: 2 }
+            Decision::Run {
+                kubeconfig: PathBuf::from("/k"),
+                level: 2
+            }
         );
         assert_eq!(
             decide(Some("/k"), None, None, 1),
-            Decision::Run { kubeconfig: PathBuf::from("/k"), level: 1 }
+            Decision::Run {
+                kubeconfig: PathBuf::from("/k"),
+                level: 1
+            }
         );
     }
 
     #[test]
     fn namespace_names_are_dns_labels() {
-        let n = namespace_name("k8s_l2_Origin::deployment_with_a_very_long_name_indeed_yes", 0xabc);
+        let n = namespace_name(
+            "k8s_l2_Origin::deployment_with_a_very_long_name_indeed_yes",
+            0xabc,
+        );
         assert!(n.len() <= 63, "{n}");
         assert!(n.starts_with("kg-k8s-l2-origin"));
         assert!(n.ends_with("-00000abc"));

@@ -1,8 +1,12 @@
 /* http-origin: a tiny HTTP/1.x origin for the kubegost cluster tests.
  * Listens on 0.0.0.0:$PORT (default 8080) inside its pod and answers every
  * request with 200 and the body "$ORIGIN_BODY\n" (default "kubegost-origin").
+ * With REQUIRE_PEER=a.b.c.d:port it first connects once to that IPv4
+ * address and exits with status 3 if that fails (used to prove that a native
+ * sidecar was already listening when the app container started).
  * One connection at a time, 5 s socket timeouts, exits on SIGTERM/SIGINT.
  * Built with gcc -static; no libc name resolution is used. */
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -20,6 +24,21 @@ int main(void) {
   int port = p ? atoi(p) : 8080;
   if (!body) body = "kubegost-origin";
   signal(SIGTERM, die); signal(SIGINT, die); signal(SIGPIPE, SIG_IGN);
+  const char *peer = getenv("REQUIRE_PEER");
+  if (peer && *peer) {
+    char host[64]; int pport = 0;
+    struct sockaddr_in pa; memset(&pa, 0, sizeof pa);
+    if (sscanf(peer, "%63[0-9.]:%d", host, &pport) != 2 || inet_pton(AF_INET, host, &pa.sin_addr) != 1) {
+      fprintf(stderr, "bad REQUIRE_PEER %s\n", peer); return 2;
+    }
+    pa.sin_family = AF_INET; pa.sin_port = htons((unsigned short)pport);
+    int ps = socket(AF_INET, SOCK_STREAM, 0);
+    if (ps < 0 || connect(ps, (struct sockaddr *)&pa, sizeof pa) < 0) {
+      perror("REQUIRE_PEER connect"); return 3;
+    }
+    close(ps);
+    fprintf(stderr, "REQUIRE_PEER %s reachable at start\n", peer);
+  }
   int s = socket(AF_INET, SOCK_STREAM, 0);
   if (s < 0) { perror("socket"); return 1; }
   int one = 1;

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# selftest.sh [--level 1|2] [--cycles N]: check that up/down can be repeated
+# on this machine and that down leaves nothing behind. Takes a snapshot of
+# the machine state (our processes, mounts, links, netns, iptables, pod
+# cgroups, sysctls), then N times (default 2): up.sh, a kubectl smoke check,
+# down.sh, compare with the snapshot. Exits non-zero on the first leak.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+LEVEL=2 CYCLES=2
+while (($#)); do
+  case $1 in
+    --level) LEVEL=$2; shift 2 ;;
+    --cycles) CYCLES=$2; shift 2 ;;
+    *) die "usage: selftest.sh [--level 1|2] [--cycles N]" ;;
+  esac
+done
+snap=$(mktemp -d); trap 'rm -rf "$snap"' EXIT
+
+# our own binaries / container processes still running
+our_procs() {
+  local p exe comm
+  for p in /proc/[0-9]*; do
+    exe=$(readlink "$p/exe" 2>/dev/null) || continue
+    comm=$(cat "$p/comm" 2>/dev/null) || continue
+    case $exe in
+      "$CACHE"/* | /usr/bin/containerd* | /usr/sbin/runc | /usr/bin/runc) echo "${p#/proc/} $exe" ;;
+      *) case $comm in pause | http-origin | gost-proxy | gost-operator) echo "${p#/proc/} $comm" ;; esac ;;
+    esac
+  done
+}
+snapshot() { # DIR
+  mkdir -p "$1"
+  our_procs | sort >"$1/procs"
+  findmnt -rno TARGET | sort >"$1/mounts"
+  ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | sort >"$1/links"
+  ip -o addr show | awk '{print $2, $4}' | sort >"$1/addrs"
+  ip route show table all | sort >"$1/routes"
+  ip netns list 2>/dev/null | sort >"$1/netns"
+  { iptables-save 2>/dev/null || true; } | grep -vE '^#|^:' | sed 's/\[[0-9:]*\]//' | sort >"$1/iptables"
+  find /sys/fs/cgroup -maxdepth 2 -type d -name 'kubepods*' 2>/dev/null | sort >"$1/cgroups"
+  for k in "${SYSCTLS[@]}"; do printf '%s=%s\n' "$k" "$(sysctl -n "$k" 2>/dev/null || echo -)"; done >"$1/sysctls"
+}
+snapshot "$snap/before"
+[[ -s $snap/before/procs ]] && die "test-cluster processes already running: $(cat "$snap/before/procs")"
+for ((i = 1; i <= CYCLES; i++)); do
+  t=$SECONDS
+  kc=$("$TESTENV_DIR/up.sh" --level "$LEVEL")
+  log "cycle $i: up --level $LEVEL in $((SECONDS - t))s"
+  kubectl=$CACHE/k8s-$K8S_VERSION/bin/kubectl
+  "$kubectl" --kubeconfig "$kc" get --raw /readyz >/dev/null
+  if [[ $LEVEL == 2 ]]; then
+    "$kubectl" --kubeconfig "$kc" get node "$NODE_NAME" -o name >/dev/null
+  fi
+  t=$SECONDS
+  "$TESTENV_DIR/down.sh"
+  log "cycle $i: down in $((SECONDS - t))s"
+  snapshot "$snap/after"
+  leaks=0
+  for f in procs mounts links addrs routes netns iptables cgroups sysctls; do
+    # only what is new counts (a stale earlier run may have been cleaned up)
+    comm -13 "$snap/before/$f" "$snap/after/$f" >"$snap/new-$f"
+    if [[ -s $snap/new-$f ]]; then
+      log "LEAK after down ($f):"; sed 's/^/  + /' "$snap/new-$f" >&2; leaks=1
+    fi
+  done
+  ((leaks == 0)) || die "cycle $i: down left state behind"
+  log "cycle $i: clean"
+done
+echo "selftest: $CYCLES up/down cycles at level $LEVEL, nothing left behind"
