@@ -50,6 +50,22 @@ for ((i = 1; i <= CYCLES; i++)); do
   "$kubectl" --kubeconfig "$kc" get --raw /readyz >/dev/null
   if [[ $LEVEL == 2 ]]; then
     "$kubectl" --kubeconfig "$kc" get node "$NODE_NAME" -o name >/dev/null
+    # run a real pod so down has containers, mounts, veths and cgroups to clean
+    img=$(sed -n 's/^KUBEGOST_TESTENV_IMAGE_ORIGIN=//p' "$STATE/env")
+    "$kubectl" --kubeconfig "$kc" apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Pod
+metadata: {name: selftest-origin, namespace: default}
+spec:
+  containers:
+  - {name: origin, image: "$img", imagePullPolicy: Never, env: [{name: ORIGIN_BODY, value: selftest}]}
+YAML
+    "$kubectl" --kubeconfig "$kc" wait --for=condition=Ready pod/selftest-origin --timeout=120s >/dev/null
+    ip=$("$kubectl" --kubeconfig "$kc" get pod selftest-origin -o jsonpath='{.status.podIP}')
+    [[ $ip == 10.244.0.* ]] || die "unexpected pod IP $ip"
+    body=$(curl -fsS --max-time 5 "http://$ip:8080/")
+    [[ $body == selftest ]] || die "origin pod answered $body"
+    log "cycle $i: pod selftest-origin Ready at $ip and answering"
   fi
   t=$SECONDS
   "$TESTENV_DIR/down.sh"

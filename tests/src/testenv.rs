@@ -495,7 +495,8 @@ where
                 return;
             }
         };
-        match rt.block_on(tokio::time::timeout(Duration::from_secs(30), fut)) {
+        // the timer must be created inside the runtime
+        match rt.block_on(async { tokio::time::timeout(Duration::from_secs(30), fut).await }) {
             Ok(Ok(())) => {}
             Ok(Err(e)) => eprintln!("testenv cleanup: {e:#}"),
             Err(_) => eprintln!("testenv cleanup: timed out after 30 s"),
