@@ -88,6 +88,23 @@ if is_root; then
   done
   [[ -n $(findmnt -rno TARGET | grep -E "^($DATA|$RUNDIR)(/|$)") ]] && log "WARNING: mounts left under $DATA or $RUNDIR"
   rm -rf "$DATA" "$RUNDIR"
+  # files the kubelet / containerd / libcni write outside their configured
+  # dirs: /var/log/containers symlinks into our pod logs, libcni's result
+  # cache for our network "kgtest", the kubelet's device-plugin socket, and
+  # directories that are left empty by that
+  for l in /var/log/containers/*.log; do
+    [[ -L $l && $(readlink "$l") == "$DATA"/* ]] && rm -f "$l"
+  done
+  for r in /var/lib/cni/results/kgtest-*; do
+    [[ -e $r ]] || continue
+    id=${r#/var/lib/cni/results/kgtest-}; id=${id%-*}
+    rm -f "$r" /var/lib/cni/results/cni-loopback-"$id"-*
+  done
+  rm -f /var/lib/kubelet/device-plugins/kubelet.sock
+  for d in /var/log/containers /var/lib/cni/results /var/lib/cni /var/lib/kubelet/device-plugins \
+    /var/lib/kubelet /run/containerd/s /run/containerd; do
+    [[ -d $d ]] && rmdir "$d" 2>/dev/null
+  done
 
   # 3. pod cgroups (bottom-up)
   pod_cgroup_dirs | while read -r d; do rmdir "$d" 2>/dev/null; done

@@ -32,15 +32,21 @@ finish() {
   if [[ ${KUBEGOST_TESTENV_KEEP:-0} == 1 ]]; then
     log "KUBEGOST_TESTENV_KEEP=1: cluster left running; stop it with $TESTENV_DIR/down.sh"
   else
-    local t=$SECONDS
-    "$TESTENV_DIR/down.sh" --quiet
-    log "down in $((SECONDS - t))s"
+    # quiet on success, so CMD's own summary stays the last output
+    "$TESTENV_DIR/down.sh" --quiet || log "down.sh failed"
   fi
 }
 trap finish EXIT
 trap 'finish; exit 130' INT
 trap 'finish; exit 143' TERM
 
+# one cluster per machine: concurrent run.sh calls wait for each other
+mkdir -p "$CACHE"
+exec 8>"$CACHE/.lock-cluster"
+if ! flock -n 8; then
+  log "another test cluster run is active; waiting for $CACHE/.lock-cluster"
+  flock 8
+fi
 if ! "$TESTENV_DIR/up.sh" --level "$LEVEL" >/dev/null; then
   log "up.sh --level $LEVEL failed"
   show_logs

@@ -38,6 +38,10 @@ snapshot() { # DIR
   ip netns list 2>/dev/null | sort >"$1/netns"
   { iptables-save 2>/dev/null || true; } | grep -vE '^#|^:' | sed 's/\[[0-9:]*\]//' | sort >"$1/iptables"
   find /sys/fs/cgroup -maxdepth 2 -type d -name 'kubepods*' 2>/dev/null | sort >"$1/cgroups"
+  # files the components may write outside our own dirs
+  find /var/lib/cni /var/lib/kubelet /var/log/pods /var/log/containers /run/containerd \
+    /var/run/netns /run/netns /etc/cni /opt/cni /opt/containerd /var/lib/containerd /etc/kubernetes \
+    2>/dev/null | sort >"$1/files"
   for k in "${SYSCTLS[@]}"; do printf '%s=%s\n' "$k" "$(sysctl -n "$k" 2>/dev/null || echo -)"; done >"$1/sysctls"
 }
 snapshot "$snap/before"
@@ -72,7 +76,7 @@ YAML
   log "cycle $i: down in $((SECONDS - t))s"
   snapshot "$snap/after"
   leaks=0
-  for f in procs mounts links addrs routes netns iptables cgroups sysctls; do
+  for f in procs mounts links addrs routes netns iptables cgroups sysctls files; do
     # only what is new counts (a stale earlier run may have been cleaned up)
     comm -13 "$snap/before/$f" "$snap/after/$f" >"$snap/new-$f"
     if [[ -s $snap/new-$f ]]; then

@@ -271,6 +271,7 @@ serverTLSBootstrap: false
 protectKernelDefaults: false
 makeIPTablesUtilChains: false
 failSwapOn: false
+podLogsDir: $DATA/pod-logs
 YAML
   log "starting kubelet (node $NODE_NAME)"
   start_bg kubelet "$K8S_BIN/kubelet" --config="$STATE/kubelet.yaml" --kubeconfig="$STATE/kubelet.kubeconfig" \
