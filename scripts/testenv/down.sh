@@ -14,24 +14,35 @@ QUIET=0
 say() { ((QUIET)) || log "$@"; }
 is_root() { [[ $(id -u) == 0 ]]; }
 
-# kill_recorded NAME: TERM then KILL the process recorded for NAME
-kill_recorded() {
-  local f=$STATE/pid/$1 pid st i
-  [[ -f $f ]] || return 0
-  read -r pid st <"$f"
-  if [[ -n $pid && $(proc_start "$pid") == "$st" ]]; then
-    say "stopping $1 (pid $pid)"
-    kill -TERM "$pid" 2>/dev/null
-    for ((i = 0; i < 100; i++)); do
-      [[ $(proc_start "$pid") == "$st" ]] || break
-      sleep 0.1
-    done
-    if [[ $(proc_start "$pid") == "$st" ]]; then
-      kill -KILL "$pid" 2>/dev/null
-      sleep 0.2
+# stop NAME...: TERM the processes recorded for NAMEs (all at once), wait up
+# to 10 s, then KILL what is left
+stop() {
+  local name pid st i live=()
+  for name in "$@"; do
+    local f=$STATE/pid/$name
+    [[ -f $f ]] || continue
+    read -r pid st <"$f"
+    if [[ -n $pid && $(proc_start "$pid") == "$st" ]]; then
+      say "stopping $name (pid $pid)"
+      kill -TERM "$pid" 2>/dev/null
+      live+=("$pid:$st")
     fi
-  fi
-  rm -f "$f"
+    rm -f "$f"
+  done
+  for ((i = 0; i < 100 && ${#live[@]} > 0; i++)); do
+    local still=()
+    for p in "${live[@]}"; do
+      [[ $(proc_start "${p%%:*}") == "${p#*:}" ]] && still+=("$p")
+    done
+    live=("${still[@]}")
+    ((${#live[@]} > 0)) && sleep 0.1
+  done
+  for p in "${live[@]}"; do
+    say "killing pid ${p%%:*}"
+    kill -KILL "${p%%:*}" 2>/dev/null
+  done
+  ((${#live[@]} > 0)) && sleep 0.2
+  return 0
 }
 
 # kill_pod_processes: SIGKILL every process in a kubepods cgroup (v1 hierarchies and unified)
@@ -64,7 +75,7 @@ shim_pids() {
 }
 
 # 1. processes: kubelet first (so it stops restarting pods), then the control plane
-for name in kubelet kube-scheduler kube-controller-manager; do kill_recorded "$name"; done
+stop kubelet kube-scheduler kube-controller-manager
 if is_root; then
   kill_pod_processes
   pids=$(shim_pids | grep -E '^[0-9]+$' | sort -u)
@@ -74,9 +85,8 @@ if is_root; then
     kill -KILL $pids 2>/dev/null
   fi
 fi
-kill_recorded containerd
-kill_recorded kube-apiserver
-kill_recorded etcd
+stop containerd kube-apiserver
+stop etcd
 if is_root; then
   kill_pod_processes
 

@@ -13,7 +13,6 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 mkdir -p "$IMAGES_DIR"
-cache_lock images
 explicit=1
 names=("$@")
 if ((${#names[@]} == 0)); then
@@ -47,12 +46,13 @@ mkimage() {
 static_rust() {
   local target=${CARGO_TARGET_DIR:-$REPO_ROOT/target}
   (cd "$REPO_ROOT" && RUSTFLAGS='-C target-feature=+crt-static' CARGO_TARGET_DIR=$target \
-    cargo build --release --locked --target x86_64-unknown-linux-gnu -p "$1" --bin "$2" >&2) || return 1
+    cargo build --release --target x86_64-unknown-linux-gnu -p "$1" --bin "$2" >&2) || return 1
   echo "$target/x86_64-unknown-linux-gnu/release/$2"
 }
 
 failed=0
 for n in "${names[@]}"; do
+  cache_lock "image-$n" # one lock per image: a slow Rust build does not block pause/origin
   case $n in
     pause | origin)
       src=$TESTENV_DIR/images/$([[ $n == pause ]] && echo pause.c || echo http-origin.c)

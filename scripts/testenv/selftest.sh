@@ -37,11 +37,11 @@ snapshot() { # DIR
   ip route show table all | sort >"$1/routes"
   ip netns list 2>/dev/null | sort >"$1/netns"
   { iptables-save 2>/dev/null || true; } | grep -vE '^#|^:' | sed 's/\[[0-9:]*\]//' | sort >"$1/iptables"
-  find /sys/fs/cgroup -maxdepth 2 -type d -name 'kubepods*' 2>/dev/null | sort >"$1/cgroups"
+  find /sys/fs/cgroup -maxdepth 2 -type d -name 'kubepods*' 2>/dev/null | sort >"$1/cgroups" || true
   # files the components may write outside our own dirs
   find /var/lib/cni /var/lib/kubelet /var/log/pods /var/log/containers /run/containerd \
     /var/run/netns /run/netns /etc/cni /opt/cni /opt/containerd /var/lib/containerd /etc/kubernetes \
-    2>/dev/null | sort >"$1/files"
+    2>/dev/null | sort >"$1/files" || true
   for k in "${SYSCTLS[@]}"; do printf '%s=%s\n' "$k" "$(sysctl -n "$k" 2>/dev/null || echo -)"; done >"$1/sysctls"
 }
 snapshot "$snap/before"
