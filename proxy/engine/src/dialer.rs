@@ -1,0 +1,3 @@
+//! Dialers: one module per GOST dialer type string.
+
+pub mod tcp;

@@ -1,0 +1,256 @@
+//! The engine: the one write path for configuration (validate → diff → apply by name) and
+//! the set of running services.
+//!
+//! Named objects (chains, hops, authers, …) are replaced by name in the store, so referrers
+//! see the new objects on their next connection. Services are diffed by name: unchanged
+//! services keep their listeners and connections; removed ones close (hooks, drain); changed
+//! ones are closed and re-bound; new ones bind and start. A config that fails validation is
+//! rejected as a whole and the running config keeps serving.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gost_config::Config;
+use parking_lot::Mutex;
+use tokio::task::JoinHandle;
+
+use crate::build::{self, BuildOpts, Built};
+use crate::component::Kinds;
+use crate::error::{BuildError, BuildErrors};
+use crate::metrics::Metrics;
+use crate::service::Service;
+use crate::store::{Named, Store};
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineOpts {
+    /// Unknown metadata keys are errors.
+    pub strict: bool,
+    /// How long in-flight connections may finish when a service closes.
+    pub drain: Duration,
+    /// Keep the `client` label on metrics.
+    pub metrics_client_label: bool,
+}
+
+impl Default for EngineOpts {
+    fn default() -> Self {
+        EngineOpts { strict: false, drain: Duration::from_secs(30), metrics_client_label: true }
+    }
+}
+
+struct Running {
+    svc: Arc<Service>,
+    raw: gost_config::ServiceConfig,
+    task: JoinHandle<()>,
+}
+
+/// What an apply did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// Services started.
+    pub added: Vec<String>,
+    /// Services restarted with new settings.
+    pub changed: Vec<String>,
+    /// Services closed.
+    pub removed: Vec<String>,
+    /// Services left running untouched.
+    pub unchanged: Vec<String>,
+    /// Services that failed to bind (the rest of the config was applied).
+    pub failed: Vec<BuildError>,
+}
+
+/// The proxy engine.
+pub struct Engine {
+    kinds: Kinds,
+    /// Named instances.
+    pub store: Arc<Store>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    opts: EngineOpts,
+    services: tokio::sync::Mutex<BTreeMap<String, Running>>,
+    config: Mutex<Config>,
+}
+
+fn replace<T>(named: &Named<T>, items: Vec<(String, Arc<T>)>) {
+    let keep: Vec<String> = items.iter().map(|(n, _)| n.clone()).collect();
+    for (n, v) in items {
+        named.set(&n, v);
+    }
+    for n in named.names() {
+        if !keep.contains(&n) {
+            named.remove(&n);
+        }
+    }
+}
+
+impl Engine {
+    /// A new engine with the built-in components.
+    pub fn new(opts: EngineOpts) -> Arc<Engine> {
+        Engine::with_kinds(Kinds::builtin(), opts)
+    }
+
+    /// A new engine with the given component registry.
+    pub fn with_kinds(kinds: Kinds, opts: EngineOpts) -> Arc<Engine> {
+        Arc::new(Engine {
+            kinds,
+            store: Arc::new(Store::default()),
+            metrics: Arc::new(Metrics::new(opts.metrics_client_label)),
+            opts,
+            services: tokio::sync::Mutex::new(BTreeMap::new()),
+            config: Mutex::new(Config::default()),
+        })
+    }
+
+    fn build_opts(&self) -> BuildOpts {
+        BuildOpts { strict: self.opts.strict }
+    }
+
+    /// Validates a config without touching the running one.
+    pub fn validate(&self, cfg: &Config) -> Result<(), BuildErrors> {
+        let built = build::named(&self.kinds, cfg, &self.build_opts())?;
+        let scratch = Arc::new(Store::default());
+        install(&scratch, built);
+        let mut errs = Vec::new();
+        for s in &cfg.services {
+            if let Err(e) = build::service(&self.kinds, s, &scratch, &self.build_opts()) {
+                errs.push(e);
+            }
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(BuildErrors(errs))
+        }
+    }
+
+    /// The running raw config.
+    pub fn config(&self) -> Config {
+        self.config.lock().clone()
+    }
+
+    /// Applies a whole config: validate, then diff and apply by name.
+    pub async fn apply(self: &Arc<Self>, cfg: Config) -> Result<ApplyReport, BuildErrors> {
+        let mut running = self.services.lock().await;
+        let built = build::named(&self.kinds, &cfg, &self.build_opts())?;
+        // Validate services against a scratch store holding the new named objects.
+        let scratch = Arc::new(Store::default());
+        install(&scratch, build::named(&self.kinds, &cfg, &self.build_opts())?);
+        let mut errs = Vec::new();
+        for s in &cfg.services {
+            if let Err(e) = build::service(&self.kinds, s, &scratch, &self.build_opts()) {
+                errs.push(e);
+            }
+        }
+        if !errs.is_empty() {
+            return Err(BuildErrors(errs));
+        }
+        install(&self.store, built);
+        let mut report = ApplyReport::default();
+        let wanted: BTreeMap<&str, &gost_config::ServiceConfig> = cfg.services.iter().map(|s| (s.name.as_str(), s)).collect();
+        // Close removed and changed services first (frees their ports).
+        let mut closing = Vec::new();
+        for name in running.keys().cloned().collect::<Vec<_>>() {
+            let keep = wanted.get(name.as_str()).is_some_and(|w| same_service(w, &running[&name].raw));
+            if !keep {
+                if let Some(r) = running.remove(&name) {
+                    if wanted.contains_key(name.as_str()) {
+                        report.changed.push(name.clone());
+                    } else {
+                        report.removed.push(name.clone());
+                    }
+                    closing.push(r);
+                }
+            } else {
+                report.unchanged.push(name);
+            }
+        }
+        let drain = self.opts.drain;
+        futures_join_all(closing.into_iter().map(|r| async move {
+            r.svc.close(drain).await;
+            let _ = r.task.await;
+        }))
+        .await;
+        for s in &cfg.services {
+            if running.contains_key(&s.name) {
+                continue;
+            }
+            match self.start_service(s).await {
+                Ok(r) => {
+                    if !report.changed.contains(&s.name) {
+                        report.added.push(s.name.clone());
+                    }
+                    running.insert(s.name.clone(), r);
+                }
+                Err(e) => {
+                    tracing::error!(service = %s.name, error = %e, "service failed to start");
+                    report.failed.push(e);
+                }
+            }
+        }
+        *self.config.lock() = cfg;
+        tracing::info!(added = ?report.added, changed = ?report.changed, removed = ?report.removed, unchanged = report.unchanged.len(), "config applied");
+        Ok(report)
+    }
+
+    async fn start_service(&self, c: &gost_config::ServiceConfig) -> Result<Running, BuildError> {
+        let plan = build::service(&self.kinds, c, &self.store, &self.build_opts())?;
+        let svc = plan.start(&self.metrics, &self.build_opts())?;
+        svc.pre_up().await;
+        let task = tokio::spawn(Arc::clone(&svc).serve());
+        Ok(Running { svc, raw: c.clone(), task })
+    }
+
+    /// Running services by name.
+    pub async fn services(&self) -> Vec<Arc<Service>> {
+        self.services.lock().await.values().map(|r| Arc::clone(&r.svc)).collect()
+    }
+
+    /// Whether every service is accepting (after its `postUp`).
+    pub async fn ready(&self) -> bool {
+        self.services.lock().await.values().all(|r| r.svc.is_ready())
+    }
+
+    /// Graceful shutdown: `preDown` for all, listeners closed at once, connections drain until
+    /// `deadline`, then `postDown` for all.
+    pub async fn shutdown(&self, deadline: Duration) {
+        let mut running = self.services.lock().await;
+        let all: Vec<Running> = std::mem::take(&mut *running).into_values().collect();
+        futures_join_all(all.iter().map(|r| async move {
+            r.svc.hooks().run(crate::hooks::Phase::PreDown, &r.svc.name, &r.svc.local_addr().to_string()).await;
+            r.svc.stop_listening();
+        }))
+        .await;
+        futures_join_all(all.iter().map(|r| r.svc.drain(deadline))).await;
+        for r in all {
+            r.svc.hooks().run(crate::hooks::Phase::PostDown, &r.svc.name, &r.svc.local_addr().to_string()).await;
+            let _ = r.task.await;
+        }
+    }
+}
+
+fn same_service(a: &gost_config::ServiceConfig, b: &gost_config::ServiceConfig) -> bool {
+    let mut a = a.clone();
+    let mut b = b.clone();
+    a.status = None;
+    b.status = None;
+    a == b
+}
+
+fn install(store: &Store, b: Built) {
+    replace(&store.authers, b.authers);
+    replace(&store.admissions, b.admissions);
+    replace(&store.bypasses, b.bypasses);
+    replace(&store.hosts, b.hosts);
+    replace(&store.resolvers, b.resolvers);
+    replace(&store.hops, b.hops);
+    replace(&store.chains, b.chains);
+}
+
+async fn futures_join_all<F: std::future::Future<Output = ()>>(it: impl IntoIterator<Item = F>) {
+    let mut set = Vec::new();
+    for f in it {
+        set.push(f);
+    }
+    futures::future::join_all(set).await;
+}

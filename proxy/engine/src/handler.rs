@@ -1,0 +1,45 @@
+//! Handlers: one module per GOST handler type string.
+
+pub mod auto;
+pub mod forward;
+pub mod http;
+pub mod socks4;
+pub mod socks5;
+
+use std::time::Duration;
+
+use crate::component::{ConnCtx, HandlerOpts};
+use crate::error::BuildError;
+
+/// Options most proxy handlers share.
+#[derive(Debug, Clone)]
+pub struct Common {
+    /// Handshake read deadline (`readTimeout`, default 15 s).
+    pub read_timeout: Duration,
+    /// Idle timeout per direction while piping (`idleTimeout`, none by default).
+    pub idle_timeout: Option<Duration>,
+    /// `hash: host` hashes by target instead of client IP.
+    pub hash_by_host: bool,
+}
+
+impl Common {
+    /// Reads the shared keys from handler metadata.
+    pub fn parse(o: &HandlerOpts) -> Result<Common, BuildError> {
+        let read_timeout = o.md.duration(&["readTimeout"])?.filter(|d| !d.is_zero()).unwrap_or(Duration::from_secs(15));
+        let idle_timeout = o.md.duration(&["idleTimeout"])?.filter(|d| !d.is_zero());
+        let hash_by_host = o.md.string(&["hash"])?.is_some_and(|h| h == "host");
+        o.md.mark_known(&["retries", "sniffing", "sniffing.timeout", "observer.period", "observer.resetTraffic", "limiter.refreshInterval", "limiter.cleanupInterval", "skipauth", "bypass", "admission", "resolver", "hosts"]);
+        Ok(Common { read_timeout, idle_timeout, hash_by_host })
+    }
+
+    /// Key for the `hash` selector strategy: client id, target host or client IP.
+    pub fn hash_key(&self, ctx: &ConnCtx, client_id: &str, target: &str) -> Option<String> {
+        if !client_id.is_empty() {
+            Some(client_id.to_string())
+        } else if self.hash_by_host {
+            Some(target.to_string())
+        } else {
+            Some(ctx.src.ip().to_string())
+        }
+    }
+}

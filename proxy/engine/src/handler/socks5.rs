@@ -1,0 +1,327 @@
+//! `socks5` (alias `socks`) handler: RFC 1928 CONNECT and UDP ASSOCIATE, RFC 1929
+//! user/password auth, and GOST's UDP-over-TCP command (`0xF3`, relay mode).
+//!
+//! ```yaml
+//! services:
+//! - name: socks
+//!   addr: :1080
+//!   handler: {type: socks5, auth: {username: u, password: p}, metadata: {udp: true}}
+//! ```
+//!
+//! | key | type | default | meaning |
+//! |---|---|---|---|
+//! | `readTimeout` | duration | 15s | negotiation + request must arrive within this |
+//! | `udp` | bool | false | allow UDP ASSOCIATE and UDP-over-TCP |
+//! | `bind` | bool | false | allow BIND (not implemented yet: answered with "command not supported") |
+//! | `udp.bufferSize` / `udpBufferSize` | int | 4096 | largest datagram |
+//! | `idleTimeout` | duration | none | per-direction idle timeout while piping |
+//! | `hash` | string | client IP | `host`: hash strategy key is the target |
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::UdpSocket;
+
+use crate::addr::{encode_socks_addr, read_socks_addr};
+use crate::component::{ConnCtx, Handler, HandlerError, HandlerOpts, Inbound};
+use crate::error::{BuildError, DialError};
+use crate::handler::Common;
+use crate::io::{pipe, BoxStream, Outbound, PacketConn};
+use crate::socks::*;
+
+/// The SOCKS5 server.
+pub struct Socks5Handler {
+    o: HandlerOpts,
+    common: Common,
+    udp: bool,
+    bind: bool,
+    udp_buf: usize,
+}
+
+/// Factory for `socks5` / `socks`.
+pub fn new(o: &HandlerOpts) -> Result<Arc<dyn Handler>, BuildError> {
+    Ok(Arc::new(build(o)?))
+}
+
+/// Builds the handler (also used by `auto`).
+pub fn build(o: &HandlerOpts) -> Result<Socks5Handler, BuildError> {
+    let common = Common::parse(o)?;
+    let udp = o.md.bool_or(&["udp", "enableUDP"], false)?;
+    let bind = o.md.bool_or(&["bind", "enableBind"], false)?;
+    let udp_buf = o.md.int(&["udp.bufferSize", "udpBufferSize"])?.unwrap_or(4096).clamp(512, 65535) as usize;
+    o.md.mark_known(&["notls", "compatibilityMode", "comp", "publicAddr", "socks.publicAddr", "udp.resolveDomain"]);
+    Ok(Socks5Handler { o: o.clone(), common, udp, bind, udp_buf })
+}
+
+async fn reply<W: AsyncWrite + Unpin>(w: &mut W, rep: u8, bnd: &str) -> std::io::Result<()> {
+    let mut b = vec![5, rep, 0];
+    encode_socks_addr(bnd, &mut b)?;
+    w.write_all(&b).await?;
+    w.flush().await
+}
+
+fn dial_rep(e: &DialError) -> u8 {
+    match e {
+        DialError::Bypassed(_) => REP_NOT_ALLOWED,
+        DialError::Config(_) => REP_FAILURE,
+        _ => REP_NET_UNREACHABLE,
+    }
+}
+
+impl Socks5Handler {
+    /// Serves one SOCKS5 connection whose first byte (0x05) has not been consumed.
+    pub async fn serve(&self, mut conn: BoxStream, ctx: ConnCtx) -> Result<(), HandlerError> {
+        let head = tokio::time::timeout(self.common.read_timeout, self.negotiate(&mut conn)).await;
+        let (client_id, cmd, target) = match head {
+            Ok(r) => r?,
+            Err(_) => return Err(HandlerError::Protocol("SOCKS5 handshake timed out".into())),
+        };
+        tracing::debug!(sid = %ctx.sid, cmd, dst = %target, "socks5 request");
+        match cmd {
+            1 => self.connect(conn, &ctx, &client_id, &target).await,
+            3 if self.udp => self.associate(conn, &ctx, &client_id).await,
+            0xF3 if self.udp && target.ends_with(":0") => self.udp_tun(conn, &ctx, &client_id).await,
+            2 | 3 | 0xF2 | 0xF3 => {
+                let rep = if (cmd == 3 || cmd == 0xF3) && !self.udp || (cmd == 2 || cmd == 0xF2) && !self.bind {
+                    REP_NOT_ALLOWED
+                } else {
+                    REP_CMD_NOT_SUPPORTED
+                };
+                reply(&mut conn, rep, "0.0.0.0:0").await?;
+                Err(HandlerError::Unsupported(format!("socks5 command {cmd:#x} refused (rep {rep})")))
+            }
+            _ => {
+                reply(&mut conn, REP_CMD_NOT_SUPPORTED, "0.0.0.0:0").await?;
+                Err(HandlerError::Protocol(format!("unknown SOCKS5 command {cmd:#x}")))
+            }
+        }
+    }
+
+    async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(&self, c: &mut S) -> Result<(String, u8, String), HandlerError> {
+        let ver = c.read_u8().await?;
+        if ver != 5 {
+            return Err(HandlerError::Protocol(format!("bad SOCKS version {ver}")));
+        }
+        let n = c.read_u8().await? as usize;
+        if n == 0 {
+            return Err(HandlerError::Protocol("NMETHODS is 0".into()));
+        }
+        let mut methods = vec![0u8; n];
+        c.read_exact(&mut methods).await?;
+        let auth = self.o.auth.enabled();
+        let method = if auth {
+            if methods.contains(&2) { 2 } else { 0xFF }
+        } else if methods.contains(&0) {
+            0
+        } else {
+            0xFF
+        };
+        c.write_all(&[5, method]).await?;
+        c.flush().await?;
+        if method == 0xFF {
+            return Err(HandlerError::Protocol("no acceptable authentication method".into()));
+        }
+        let mut client_id = String::new();
+        if method == 2 {
+            let v = c.read_u8().await?;
+            if v != 1 {
+                return Err(HandlerError::Protocol(format!("bad user/password version {v}")));
+            }
+            let ul = c.read_u8().await? as usize;
+            let mut u = vec![0u8; ul];
+            c.read_exact(&mut u).await?;
+            let pl = c.read_u8().await? as usize;
+            let mut p = vec![0u8; pl];
+            c.read_exact(&mut p).await?;
+            let user = String::from_utf8_lossy(&u).to_string();
+            let pass = String::from_utf8_lossy(&p).to_string();
+            match self.o.auth.authenticate(&self.o.store, &user, &pass) {
+                Some(id) => {
+                    c.write_all(&[1, 0]).await?;
+                    client_id = id;
+                }
+                None => {
+                    c.write_all(&[1, 1]).await?;
+                    c.flush().await?;
+                    return Err(HandlerError::Auth(user));
+                }
+            }
+        }
+        let mut h = [0u8; 3];
+        c.read_exact(&mut h).await?;
+        if h[0] != 5 {
+            return Err(HandlerError::Protocol(format!("bad request version {}", h[0])));
+        }
+        let target = read_socks_addr(c).await?;
+        Ok((client_id, h[1], target))
+    }
+
+    async fn connect(&self, mut conn: BoxStream, ctx: &ConnCtx, client_id: &str, target: &str) -> Result<(), HandlerError> {
+        if self.o.bypass.bypass(&self.o.store, "tcp", target) {
+            reply(&mut conn, REP_NOT_ALLOWED, "0.0.0.0:0").await?;
+            return Err(DialError::Bypassed(target.to_string()).into());
+        }
+        let up = match self.o.router.dial("tcp", target, self.common.hash_key(ctx, client_id, target)).await {
+            Ok(o) => o.into_stream()?,
+            Err(e) => {
+                reply(&mut conn, dial_rep(&e), "0.0.0.0:0").await?;
+                return Err(e.into());
+            }
+        };
+        reply(&mut conn, REP_OK, "0.0.0.0:0").await?;
+        pipe(conn, up, self.common.idle_timeout).await;
+        Ok(())
+    }
+
+    async fn upstream_udp(&self, ctx: &ConnCtx, client_id: &str) -> Result<Arc<dyn PacketConn>, DialError> {
+        match self.o.router.dial("udp", "", self.common.hash_key(ctx, client_id, "")).await? {
+            Outbound::Packet(p) => Ok(p),
+            Outbound::Stream(_) => Err(DialError::Upstream("chain returned a stream for UDP".into())),
+        }
+    }
+
+    async fn associate(&self, mut conn: BoxStream, ctx: &ConnCtx, client_id: &str) -> Result<(), HandlerError> {
+        let relay = match UdpSocket::bind(SocketAddr::new(ctx.local.ip(), 0)).await {
+            Ok(s) => s,
+            Err(e) => {
+                reply(&mut conn, REP_FAILURE, "0.0.0.0:0").await?;
+                return Err(e.into());
+            }
+        };
+        let up = match self.upstream_udp(ctx, client_id).await {
+            Ok(p) => p,
+            Err(e) => {
+                reply(&mut conn, dial_rep(&e), "0.0.0.0:0").await?;
+                return Err(e.into());
+            }
+        };
+        let bnd = relay.local_addr()?;
+        let mut bnd_ip = bnd.ip();
+        if let IpAddr::V6(v6) = bnd_ip {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                bnd_ip = IpAddr::V4(v4);
+            }
+        }
+        reply(&mut conn, REP_OK, &SocketAddr::new(bnd_ip, bnd.port()).to_string()).await?;
+        let client_ip = ctx.src.ip();
+        let relay = Arc::new(relay);
+        let client_addr: Arc<parking_lot::Mutex<Option<SocketAddr>>> = Arc::new(parking_lot::Mutex::new(None));
+        let buf_size = self.udp_buf;
+        let to_up = {
+            let relay = Arc::clone(&relay);
+            let up = Arc::clone(&up);
+            let client_addr = Arc::clone(&client_addr);
+            let o = self.o.clone();
+            async move {
+                let mut buf = vec![0u8; buf_size + 262];
+                loop {
+                    let Ok((n, from)) = relay.recv_from(&mut buf).await else { break };
+                    if !same_ip(from.ip(), client_ip) {
+                        continue;
+                    }
+                    *client_addr.lock() = Some(from);
+                    let Ok((dst, off)) = parse_udp_datagram(&buf[..n]) else { continue };
+                    if o.bypass.bypass(&o.store, "udp", &dst) {
+                        tracing::warn!(dst = %dst, "udp datagram refused by bypass");
+                        continue;
+                    }
+                    if let Err(e) = up.send_to(&buf[off..n], &dst).await {
+                        tracing::debug!(error = %e, dst = %dst, "udp relay send");
+                    }
+                }
+            }
+        };
+        let from_up = {
+            let relay = Arc::clone(&relay);
+            let up = Arc::clone(&up);
+            let client_addr = Arc::clone(&client_addr);
+            async move {
+                let mut buf = vec![0u8; buf_size];
+                loop {
+                    let Ok((n, src)) = up.recv_from(&mut buf).await else { break };
+                    let Some(to) = *client_addr.lock() else { continue };
+                    let Ok(d) = build_udp_datagram(&src, &buf[..n]) else { continue };
+                    let _ = relay.send_to(&d, to).await;
+                }
+            }
+        };
+        let control = async {
+            let mut b = [0u8; 256];
+            while let Ok(n) = conn.read(&mut b).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        };
+        tokio::select! {
+            _ = control => {},
+            _ = to_up => {},
+            _ = from_up => {},
+        }
+        Ok(())
+    }
+
+    async fn udp_tun(&self, mut conn: BoxStream, ctx: &ConnCtx, client_id: &str) -> Result<(), HandlerError> {
+        let up = match self.upstream_udp(ctx, client_id).await {
+            Ok(p) => p,
+            Err(e) => {
+                reply(&mut conn, dial_rep(&e), "0.0.0.0:0").await?;
+                return Err(e.into());
+            }
+        };
+        reply(&mut conn, REP_OK, &ctx.local.to_string()).await?;
+        relay_stream_packets(conn, up, self.udp_buf, &self.o).await;
+        Ok(())
+    }
+}
+
+fn same_ip(a: IpAddr, b: IpAddr) -> bool {
+    let norm = |ip: IpAddr| match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    };
+    norm(a) == norm(b)
+}
+
+/// Relays between a stream carrying GOST UDP frames and an upstream datagram channel.
+pub async fn relay_stream_packets(conn: BoxStream, up: Arc<dyn PacketConn>, buf_size: usize, o: &HandlerOpts) {
+    let (mut r, mut w) = tokio::io::split(conn);
+    let to_up = async {
+        let mut buf = vec![0u8; buf_size];
+        loop {
+            let Ok((n, dst)) = read_udp_frame(&mut r, &mut buf).await else { break };
+            if o.bypass.bypass(&o.store, "udp", &dst) {
+                tracing::warn!(dst = %dst, "udp datagram refused by bypass");
+                continue;
+            }
+            if let Err(e) = up.send_to(&buf[..n], &dst).await {
+                tracing::debug!(error = %e, dst = %dst, "udp relay send");
+            }
+        }
+    };
+    let from_up = async {
+        let mut buf = vec![0u8; buf_size];
+        loop {
+            let Ok((n, src)) = up.recv_from(&mut buf).await else { break };
+            if write_udp_frame(&mut w, &src, &buf[..n]).await.is_err() {
+                break;
+            }
+        }
+    };
+    tokio::select! {
+        _ = to_up => {},
+        _ = from_up => {},
+    }
+}
+
+#[async_trait]
+impl Handler for Socks5Handler {
+    async fn handle(&self, conn: Inbound, ctx: ConnCtx) -> Result<(), HandlerError> {
+        match conn {
+            Inbound::Stream(s) => self.serve(s, ctx).await,
+            Inbound::Datagram(_) => Err(HandlerError::Unsupported("socks5 handler needs a stream listener".into())),
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! Stream and datagram abstractions shared by every component, and the bidirectional pipe.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+/// A bidirectional byte stream.
+pub trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+
+/// A boxed byte stream: what listeners accept, dialers open and connectors return.
+pub type BoxStream = Box<dyn Io>;
+
+/// A datagram channel with per-datagram addresses (`host:port` strings).
+#[async_trait]
+pub trait PacketConn: Send + Sync {
+    /// Receives one datagram and its source address.
+    async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, String)>;
+    /// Sends one datagram to `addr`.
+    async fn send_to(&self, buf: &[u8], addr: &str) -> io::Result<usize>;
+}
+
+/// What a router/connector returns: a stream (TCP) or a datagram channel (UDP).
+pub enum Outbound {
+    /// A byte stream.
+    Stream(BoxStream),
+    /// A datagram channel.
+    Packet(Arc<dyn PacketConn>),
+}
+
+impl std::fmt::Debug for Outbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outbound::Stream(_) => f.write_str("Outbound::Stream"),
+            Outbound::Packet(_) => f.write_str("Outbound::Packet"),
+        }
+    }
+}
+
+impl Outbound {
+    /// The stream, or an error if this is a datagram channel.
+    pub fn into_stream(self) -> io::Result<BoxStream> {
+        match self {
+            Outbound::Stream(s) => Ok(s),
+            Outbound::Packet(_) => Err(io::Error::other("expected a stream, got datagrams")),
+        }
+    }
+}
+
+/// A direct UDP socket as a [`PacketConn`] (resolves domain destinations per datagram).
+pub struct UdpPacket(pub tokio::net::UdpSocket);
+
+#[async_trait]
+impl PacketConn for UdpPacket {
+    async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, String)> {
+        let (n, from) = self.0.recv_from(buf).await?;
+        let from = match from {
+            std::net::SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+                Some(v4) => std::net::SocketAddr::new(v4.into(), v6.port()),
+                None => from,
+            },
+            v4 => v4,
+        };
+        Ok((n, from.to_string()))
+    }
+    async fn send_to(&self, buf: &[u8], addr: &str) -> io::Result<usize> {
+        let mut sa = crate::addr::resolve_system(addr).await?;
+        if self.0.local_addr()?.is_ipv6() {
+            if let std::net::SocketAddr::V4(v4) = sa {
+                sa = std::net::SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port());
+            }
+        }
+        self.0.send_to(buf, sa).await
+    }
+}
+
+/// A stream that replays already-read bytes before reading from the inner stream
+/// (protocol sniffing, buffered request heads).
+pub struct Rewind<S> {
+    buf: Vec<u8>,
+    pos: usize,
+    inner: S,
+}
+
+impl<S> Rewind<S> {
+    /// Replays `buf`, then reads `inner`.
+    pub fn new(buf: Vec<u8>, inner: S) -> Self {
+        Rewind { buf, pos: 0, inner }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.pos < self.buf.len() {
+            let n = (self.buf.len() - self.pos).min(out.remaining());
+            let start = self.pos;
+            out.put_slice(&self.buf[start..start + n]);
+            self.pos += n;
+            if self.pos == self.buf.len() {
+                self.buf = Vec::new();
+                self.pos = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, out)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// Byte counts of a finished pipe.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PipeStats {
+    /// Bytes copied from `a` to `b`.
+    pub a_to_b: u64,
+    /// Bytes copied from `b` to `a`.
+    pub b_to_a: u64,
+}
+
+/// Copies both ways until both directions end. When one side reaches EOF the other gets a
+/// write shutdown (TCP FIN), and the remaining direction is given `half_close_timeout` to
+/// finish (GOST uses 10 s). `idle` bounds each read when set.
+pub async fn pipe<A, B>(a: A, b: B, idle: Option<Duration>) -> PipeStats
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut ar, mut aw) = tokio::io::split(a);
+    let (mut br, mut bw) = tokio::io::split(b);
+    let half_close_timeout = Duration::from_secs(10);
+    let fwd = copy_half(&mut ar, &mut bw, idle);
+    let back = copy_half(&mut br, &mut aw, idle);
+    tokio::pin!(fwd);
+    tokio::pin!(back);
+    let mut stats = PipeStats::default();
+    tokio::select! {
+        n = &mut fwd => {
+            stats.a_to_b = n;
+            stats.b_to_a = tokio::time::timeout(half_close_timeout, &mut back).await.unwrap_or(0);
+        }
+        n = &mut back => {
+            stats.b_to_a = n;
+            stats.a_to_b = tokio::time::timeout(half_close_timeout, &mut fwd).await.unwrap_or(0);
+        }
+    }
+    stats
+}
+
+async fn copy_half<R, W>(r: &mut R, w: &mut W, idle: Option<Duration>) -> u64
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut total = 0u64;
+    loop {
+        let read = match idle {
+            Some(d) => match tokio::time::timeout(d, r.read(&mut buf)).await {
+                Ok(r) => r,
+                Err(_) => break,
+            },
+            None => r.read(&mut buf).await,
+        };
+        let n = match read {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if w.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+        if w.flush().await.is_err() {
+            break;
+        }
+        total += n as u64;
+    }
+    let _ = w.shutdown().await;
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn rewind_replays_then_reads() {
+        let (a, mut b) = tokio::io::duplex(64);
+        let mut r = Rewind::new(b"hello ".to_vec(), a);
+        b.write_all(b"world").await.unwrap();
+        drop(b);
+        let mut s = String::new();
+        r.read_to_string(&mut s).await.unwrap();
+        assert_eq!(s, "hello world");
+    }
+
+    #[tokio::test]
+    async fn pipe_copies_both_ways_and_half_closes() {
+        let (client, proxy_a) = tokio::io::duplex(1024);
+        let (proxy_b, server) = tokio::io::duplex(1024);
+        let p = tokio::spawn(pipe(proxy_a, proxy_b, None));
+        let (mut cr, mut cw) = tokio::io::split(client);
+        let (mut sr, mut sw) = tokio::io::split(server);
+        cw.write_all(b"ping").await.unwrap();
+        cw.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        sr.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"ping");
+        sw.write_all(b"pong").await.unwrap();
+        sw.shutdown().await.unwrap();
+        let mut back = Vec::new();
+        cr.read_to_end(&mut back).await.unwrap();
+        assert_eq!(back, b"pong");
+        let stats = p.await.unwrap();
+        assert_eq!((stats.a_to_b, stats.b_to_a), (4, 4));
+    }
+}

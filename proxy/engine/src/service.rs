@@ -1,0 +1,279 @@
+//! A running service: the accept loop, per-connection tasks, hooks, status and draining.
+//!
+//! Lifecycle (GOST's order): bind → `preUp` → serve: `postUp`, state `ready`, accept loop.
+//! Close: `preDown` → listener closed (no new connections) → in-flight connections drain
+//! until the deadline (then they are cut) → `postDown`.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::component::{ConnCtx, Handler, Listener};
+use crate::hooks::{Hooks, Phase};
+use crate::metrics::Metrics;
+use crate::store::{AdmissionRef, Store};
+
+/// Service state as the Web API reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Constructed.
+    Running,
+    /// Accepting.
+    Ready,
+    /// Accept errors, backing off.
+    Failed,
+    /// Closed.
+    Closed,
+}
+
+/// Live status (GOST `status` object).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    /// Unix seconds.
+    pub create_time: u64,
+    /// State.
+    pub state: State,
+    /// Last events.
+    pub events: Vec<Event>,
+    /// Counters.
+    pub stats: Stats,
+}
+
+/// One status event.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// Unix seconds.
+    pub time: u64,
+    /// Message.
+    pub msg: String,
+}
+
+/// Service counters.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stats {
+    /// Connections accepted.
+    pub total_conns: u64,
+    /// Connections being handled.
+    pub current_conns: u64,
+    /// Handler errors.
+    pub total_errs: u64,
+    /// Bytes from clients.
+    pub input_bytes: u64,
+    /// Bytes to clients.
+    pub output_bytes: u64,
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A bound service.
+pub struct Service {
+    /// Name.
+    pub name: String,
+    listener: Mutex<Option<Arc<dyn Listener>>>,
+    local: SocketAddr,
+    handler: Arc<dyn Handler>,
+    admission: AdmissionRef,
+    store: Arc<Store>,
+    hooks: Hooks,
+    metrics: Arc<Metrics>,
+    stop_accept: CancellationToken,
+    cut: CancellationToken,
+    conns: TaskTracker,
+    status: Mutex<Status>,
+    served: tokio::sync::watch::Sender<bool>,
+    total: AtomicU64,
+    errors: AtomicU64,
+}
+
+impl Service {
+    /// Wraps a bound listener and its handler. Runs nothing yet.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        name: String,
+        listener: Arc<dyn Listener>,
+        handler: Arc<dyn Handler>,
+        admission: AdmissionRef,
+        store: Arc<Store>,
+        hooks: Hooks,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Service> {
+        let local = listener.local_addr();
+        let (served, _) = tokio::sync::watch::channel(false);
+        Arc::new(Service {
+            name,
+            local,
+            listener: Mutex::new(Some(listener)),
+            handler,
+            admission,
+            store,
+            hooks,
+            metrics,
+            stop_accept: CancellationToken::new(),
+            cut: CancellationToken::new(),
+            conns: TaskTracker::new(),
+            status: Mutex::new(Status { create_time: now_unix(), state: State::Running, events: Vec::new(), stats: Stats::default() }),
+            served,
+            total: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Whether the accept loop runs (after `postUp`).
+    pub fn is_ready(&self) -> bool {
+        *self.served.borrow()
+    }
+
+    /// Waits until ready or closed.
+    pub async fn wait_ready(&self) {
+        let mut rx = self.served.subscribe();
+        let _ = rx.wait_for(|v| *v).await;
+    }
+
+    /// The hooks of this service.
+    pub fn hooks(&self) -> &Hooks {
+        &self.hooks
+    }
+
+    fn event(&self, msg: String) {
+        let mut s = self.status.lock();
+        s.events.push(Event { time: now_unix(), msg });
+        let extra = s.events.len().saturating_sub(20);
+        s.events.drain(..extra);
+    }
+
+    fn set_state(&self, st: State) {
+        self.status.lock().state = st;
+    }
+
+    /// A snapshot of the live status.
+    pub fn status(&self) -> Status {
+        let mut s = self.status.lock().clone();
+        s.stats.total_conns = self.total.load(Ordering::Relaxed);
+        s.stats.current_conns = self.conns.len() as u64;
+        s.stats.total_errs = self.errors.load(Ordering::Relaxed);
+        s
+    }
+
+    /// Runs `preUp` (call right after bind).
+    pub async fn pre_up(&self) {
+        self.hooks.run(Phase::PreUp, &self.name, &self.local.to_string()).await;
+    }
+
+    /// Runs `postUp`, then accepts until [`Service::close`].
+    pub async fn serve(self: Arc<Self>) {
+        self.hooks.run(Phase::PostUp, &self.name, &self.local.to_string()).await;
+        let Some(listener) = self.listener.lock().clone() else { return };
+        self.set_state(State::Ready);
+        self.event(format!("service {} is listening on {}", self.name, self.local));
+        tracing::info!(service = %self.name, addr = %self.local, "listening");
+        self.served.send_replace(true);
+        self.metrics.service_up(true);
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let accepted = tokio::select! {
+                _ = self.stop_accept.cancelled() => break,
+                r = listener.accept() => r,
+            };
+            let (conn, peer) = match accepted {
+                Ok(x) => {
+                    backoff = Duration::from_secs(1);
+                    x
+                }
+                Err(e) => {
+                    self.set_state(State::Failed);
+                    tracing::warn!(service = %self.name, error = %e, "accept: retrying in {backoff:?}");
+                    tokio::select! {
+                        _ = self.stop_accept.cancelled() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    self.set_state(State::Ready);
+                    continue;
+                }
+            };
+            let ip = peer.ip().to_string();
+            let ip = ip.strip_prefix("::ffff:").unwrap_or(&ip).to_string();
+            if !self.admission.admit(&self.store, &ip) {
+                tracing::debug!(service = %self.name, client = %ip, "admission denied");
+                continue;
+            }
+            self.total.fetch_add(1, Ordering::Relaxed);
+            let ctx = ConnCtx { sid: new_sid(), service: Arc::from(self.name.as_str()), src: peer, local: self.local };
+            let handler = Arc::clone(&self.handler);
+            let cut = self.cut.clone();
+            let this = Arc::clone(&self);
+            self.metrics.conn_start(&self.name, &ip);
+            self.conns.spawn(async move {
+                let start = tokio::time::Instant::now();
+                let sid = ctx.sid.clone();
+                let res = tokio::select! {
+                    r = handler.handle(conn, ctx) => Some(r),
+                    _ = cut.cancelled() => None,
+                };
+                match res {
+                    Some(Err(e)) => {
+                        this.errors.fetch_add(1, Ordering::Relaxed);
+                        this.metrics.handler_error(&this.name, &ip);
+                        tracing::debug!(service = %this.name, sid = %sid, client = %ip, error = %e, "connection ended with error");
+                    }
+                    None => tracing::debug!(service = %this.name, sid = %sid, "connection cut at drain deadline"),
+                    Some(Ok(())) => {}
+                }
+                this.metrics.conn_end(&this.name, &ip, start.elapsed());
+            });
+        }
+        self.metrics.service_up(false);
+    }
+
+    /// Stops accepting and releases the listening socket (no hooks).
+    pub fn stop_listening(&self) {
+        self.stop_accept.cancel();
+        self.listener.lock().take();
+        self.served.send_replace(false);
+    }
+
+    /// Waits for in-flight connections up to `deadline`, then cuts the rest.
+    pub async fn drain(&self, deadline: Duration) {
+        self.conns.close();
+        if tokio::time::timeout(deadline, self.conns.wait()).await.is_err() {
+            tracing::warn!(service = %self.name, remaining = self.conns.len(), "drain deadline passed: closing connections");
+            self.cut.cancel();
+            self.conns.wait().await;
+        }
+    }
+
+    /// GOST's close: `preDown` → stop listening → drain → `postDown`.
+    pub async fn close(&self, deadline: Duration) {
+        self.hooks.run(Phase::PreDown, &self.name, &self.local.to_string()).await;
+        self.stop_listening();
+        self.drain(deadline).await;
+        self.set_state(State::Closed);
+        self.event(format!("service {} is closed", self.name));
+        self.hooks.run(Phase::PostDown, &self.name, &self.local.to_string()).await;
+    }
+}
+
+fn new_sid() -> String {
+    const ALPHA: &[u8] = b"0123456789abcdefghijklmnopqrstuv";
+    let r: u128 = rand::random();
+    (0..20).map(|i| ALPHA[((r >> (i * 5)) & 31) as usize] as char).collect()
+}

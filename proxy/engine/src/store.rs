@@ -1,0 +1,158 @@
+//! Named-instance registries (chains, hops, authers, …) and the lazy, fail-closed references
+//! services hold to them. Lookups happen at use time, so a replaced object (API PUT, reload)
+//! is seen by every referrer at once, as in GOST.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use crate::chain::{Chain, Hop};
+use crate::policy::{Auther, Hosts, MatcherList};
+use crate::resolver::Resolver;
+
+/// One kind's registry: name → object.
+#[derive(Debug)]
+pub struct Named<T>(RwLock<HashMap<String, Arc<T>>>);
+
+impl<T> Default for Named<T> {
+    fn default() -> Self {
+        Named(RwLock::new(HashMap::new()))
+    }
+}
+
+impl<T> Named<T> {
+    /// The object registered under `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<T>> {
+        self.0.read().get(name).cloned()
+    }
+    /// Registers or replaces.
+    pub fn set(&self, name: &str, v: Arc<T>) {
+        self.0.write().insert(name.to_string(), v);
+    }
+    /// Removes.
+    pub fn remove(&self, name: &str) -> Option<Arc<T>> {
+        self.0.write().remove(name)
+    }
+    /// Registered names.
+    pub fn names(&self) -> Vec<String> {
+        self.0.read().keys().cloned().collect()
+    }
+}
+
+/// All named instances of one engine.
+#[derive(Debug, Default)]
+pub struct Store {
+    /// `chains`.
+    pub chains: Named<Chain>,
+    /// `hops`.
+    pub hops: Named<Hop>,
+    /// `authers`.
+    pub authers: Named<Auther>,
+    /// `admissions`.
+    pub admissions: Named<MatcherList>,
+    /// `bypasses`.
+    pub bypasses: Named<MatcherList>,
+    /// `hosts`.
+    pub hosts: Named<Hosts>,
+    /// `resolvers`.
+    pub resolvers: Named<Resolver>,
+}
+
+/// Authentication of a handler: none, an inline user, or named authers (any success wins).
+#[derive(Debug, Clone, Default)]
+pub enum AuthRef {
+    /// No authentication.
+    #[default]
+    None,
+    /// Inline `auth: {username, password}`.
+    Inline(Arc<Auther>),
+    /// Named authers; a missing name rejects (fail closed, logged).
+    Named(Vec<String>),
+}
+
+impl AuthRef {
+    /// Whether credentials are required at all.
+    pub fn enabled(&self) -> bool {
+        !matches!(self, AuthRef::None)
+    }
+
+    /// Checks credentials; `Some(client id)` on success. Without authentication everyone
+    /// passes with an empty id.
+    pub fn authenticate(&self, store: &Store, user: &str, pass: &str) -> Option<String> {
+        match self {
+            AuthRef::None => Some(String::new()),
+            AuthRef::Inline(a) => a.authenticate(user, pass),
+            AuthRef::Named(names) => {
+                for n in names {
+                    match store.authers.get(n) {
+                        Some(a) => {
+                            if let Some(id) = a.authenticate(user, pass) {
+                                return Some(id);
+                            }
+                        }
+                        None => tracing::error!(auther = %n, "auther not found: rejecting (fail closed)"),
+                    }
+                }
+                None
+            }
+        }
+    }
+}
+
+/// A set of bypass names (service, hop or node level).
+#[derive(Debug, Clone, Default)]
+pub struct BypassRef(pub Vec<String>);
+
+impl BypassRef {
+    /// GOST's group rule: if whitelist members exist and all say bypass → bypass; else bypass
+    /// if any blacklist member says so. A missing name bypasses (fail closed, logged).
+    pub fn bypass(&self, store: &Store, network: &str, addr: &str) -> bool {
+        if self.0.is_empty() {
+            return false;
+        }
+        let mut white_total = 0;
+        let mut white_bypass = 0;
+        let mut black = false;
+        for n in &self.0 {
+            let Some(b) = store.bypasses.get(n) else {
+                tracing::error!(bypass = %n, target = %addr, "bypass not found: refusing (fail closed)");
+                return true;
+            };
+            let r = b.bypass(network, addr);
+            if b.whitelist {
+                white_total += 1;
+                if r {
+                    white_bypass += 1;
+                }
+            } else if r {
+                black = true;
+            }
+        }
+        (white_total > 0 && white_total == white_bypass) || black
+    }
+}
+
+/// A set of admission names; all must admit. A missing name denies (fail closed).
+#[derive(Debug, Clone, Default)]
+pub struct AdmissionRef(pub Vec<String>);
+
+impl AdmissionRef {
+    /// Whether the client IP is admitted.
+    pub fn admit(&self, store: &Store, ip: &str) -> bool {
+        self.0.iter().all(|n| match store.admissions.get(n) {
+            Some(a) => a.admit(ip),
+            None => {
+                tracing::error!(admission = %n, client = %ip, "admission not found: denying (fail closed)");
+                false
+            }
+        })
+    }
+}
+
+/// Collects a single name and a name list into one list (GOST's `x`/`xs` field pairs).
+pub fn names(one: &Option<String>, many: &[String]) -> Vec<String> {
+    let mut v: Vec<String> = one.iter().filter(|s| !s.is_empty()).cloned().collect();
+    v.extend(many.iter().filter(|s| !s.is_empty()).cloned());
+    v
+}
