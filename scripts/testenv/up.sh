@@ -7,7 +7,8 @@
 # First cleans anything a previous run left behind (down.sh), then waits
 # until everything is healthy, writes $STATE/kubeconfig and $STATE/env and
 # prints the kubeconfig path on stdout.
-# Needs the binaries from build-k8s.sh / build-etcd.sh (built here if missing).
+# Needs the binaries from build-etcd.sh / build-k8s.sh / build-helm.sh (and for
+# L2 the Debian packages of install-deps.sh): built/installed here if missing.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 LEVEL=1
@@ -27,10 +28,7 @@ t0=$SECONDS
 [[ $LEVEL == 2 ]] && "$TESTENV_DIR/install-deps.sh"
 ETCD_BIN=$("$TESTENV_DIR/build-etcd.sh")
 K8S_BIN=$("$TESTENV_DIR/build-k8s.sh")
-HELM_BIN=$(
-  d=$CACHE/helm-$HELM_VERSION/bin
-  [[ -x $d/helm ]] && echo "$d" || true
-)
+HELM_BIN=$("$TESTENV_DIR/build-helm.sh")
 
 # ---- stale state from an earlier run
 "$TESTENV_DIR/down.sh" --quiet

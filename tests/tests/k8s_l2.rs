@@ -284,3 +284,85 @@ async fn k8s_l2_native_sidecar_starts_before_app() -> Result<()> {
     ns.success();
     Ok(())
 }
+
+/// The gost-proxy image built by scripts/testenv/images.sh runs in a pod and
+/// forwards TCP to the origin next to it. Skipped (loudly) when images.sh did
+/// not build the proxy image (the engine did not compile).
+#[tokio::test]
+async fn k8s_l2_gost_proxy_image_forwards_to_origin() -> Result<()> {
+    let test = "k8s_l2_gost_proxy_image_forwards_to_origin";
+    let Some(cluster) = testenv::cluster(2, test).await else {
+        return Ok(());
+    };
+    let proxy_image = match std::env::var("KUBEGOST_TESTENV_IMAGE_PROXY") {
+        Ok(i) if !i.is_empty() => i,
+        _ => {
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED {test}: no gost-proxy image (scripts/testenv/images.sh could not build gost-proxy)"
+            );
+            return Ok(());
+        }
+    };
+    let mut ns = cluster.namespace().await?;
+    let body = format!("through gost-proxy in {}", ns.name);
+    let pod = Pod {
+        metadata: ObjectMeta {
+            name: Some("proxy".into()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PodSpec {
+            termination_grace_period_seconds: Some(2),
+            containers: vec![
+                Container {
+                    name: "origin".into(),
+                    image: Some(origin_image()),
+                    image_pull_policy: Some("Never".into()),
+                    env: Some(vec![env("PORT", "8080"), env("ORIGIN_BODY", &body)]),
+                    ..Container::default()
+                },
+                Container {
+                    name: "gost-proxy".into(),
+                    image: Some(proxy_image),
+                    image_pull_policy: Some("Never".into()),
+                    args: Some(vec!["-L".into(), "tcp://:9090/127.0.0.1:8080".into()]),
+                    readiness_probe: Some(Probe {
+                        tcp_socket: Some(TCPSocketAction {
+                            port: IntOrString::Int(9090),
+                            ..TCPSocketAction::default()
+                        }),
+                        period_seconds: Some(1),
+                        ..Probe::default()
+                    }),
+                    ..Container::default()
+                },
+            ],
+            ..PodSpec::default()
+        }),
+        ..Pod::default()
+    };
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &ns.name);
+    pods.create(&PostParams::default(), &pod).await?;
+    let ip = wait_for("pod proxy Ready", Duration::from_secs(180), || async {
+        let p = pods.get("proxy").await?;
+        let st = p.status.unwrap_or_default();
+        let ready = st
+            .conditions
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        Ok(if ready { st.pod_ip } else { None })
+    })
+    .await?;
+    let addr = pod_addr(&ip, 9090)?;
+    let got = wait_for(
+        "HTTP answer through gost-proxy",
+        Duration::from_secs(30),
+        || async { Ok(Some(http_get(addr).await?)) },
+    )
+    .await?;
+    assert_eq!(got, format!("{body}\n"));
+    ns.success();
+    Ok(())
+}
