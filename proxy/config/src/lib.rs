@@ -26,7 +26,9 @@ pub use chain::{
     ChainConfig, ConnectorConfig, DialerConfig, HopConfig, NodeConfig, NodeFilterConfig,
     SelectorConfig,
 };
-pub use duration::{format_go_duration, json_durations, parse_go_duration, DurationError, GoDuration};
+pub use duration::{
+    format_go_duration, json_durations, parse_go_duration, DurationError, GoDuration,
+};
 pub use objects::{
     AdmissionConfig, ApiConfig, AuthConfig, AutherConfig, BypassConfig, FileSourceConfig,
     HostMappingConfig, HostsConfig, LogConfig, MatcherListConfig, MetricsConfig, NameserverConfig,

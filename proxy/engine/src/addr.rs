@@ -136,16 +136,17 @@ pub fn decode_socks_addr(b: &[u8]) -> io::Result<(String, usize)> {
             (Ipv4Addr::from(a).to_string(), 5)
         }
         4 => {
-            let a: [u8; 16] = b.get(1..17).ok_or_else(bad)?.try_into().map_err(|_| bad())?;
+            let a: [u8; 16] = b
+                .get(1..17)
+                .ok_or_else(bad)?
+                .try_into()
+                .map_err(|_| bad())?;
             (std::net::Ipv6Addr::from(a).to_string(), 17)
         }
         3 => {
             let len = *b.get(1).ok_or_else(bad)? as usize;
             let s = b.get(2..2 + len).ok_or_else(bad)?;
-            (
-                String::from_utf8(s.to_vec()).map_err(|_| bad())?,
-                2 + len,
-            )
+            (String::from_utf8(s.to_vec()).map_err(|_| bad())?, 2 + len)
         }
         _ => {
             return Err(io::Error::new(

@@ -18,11 +18,17 @@ pub const EX_USAGE: u8 = 64;
 
 /// Version line, GOST-style.
 pub fn version() -> String {
-    format!("gost-proxy {} (kubegost; GOST v3 compatible) {}/{}", env!("CARGO_PKG_VERSION"), std::env::consts::OS, std::env::consts::ARCH)
+    format!(
+        "gost-proxy {} (kubegost; GOST v3 compatible) {}/{}",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    )
 }
 
 fn load_file(path: &Path) -> anyhow::Result<Config> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("-C {}: cannot read", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("-C {}: cannot read", path.display()))?;
     let fmt = match path.extension().and_then(|e| e.to_str()) {
         Some("json") => gost_config::Format::Json,
         _ => gost_config::Format::Yaml,
@@ -39,7 +45,11 @@ pub fn dir_files(dir: &Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
         .map(|e| e.path())
         .filter(|p| {
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            !name.starts_with('.') && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json"))
+            !name.starts_with('.')
+                && matches!(
+                    p.extension().and_then(|e| e.to_str()),
+                    Some("yaml" | "yml" | "json")
+                )
         })
         .collect();
     v.sort();
@@ -51,7 +61,10 @@ pub async fn load_source(src: &str) -> anyhow::Result<Config> {
     let t = src.trim();
     if t == "-" {
         let mut s = String::new();
-        tokio::io::stdin().read_to_string(&mut s).await.context("-C -: cannot read stdin")?;
+        tokio::io::stdin()
+            .read_to_string(&mut s)
+            .await
+            .context("-C -: cannot read stdin")?;
         return Config::parse_detect(&s).context("-C -");
     }
     if t.starts_with('{') && t.ends_with('}') {
@@ -78,11 +91,16 @@ pub async fn effective_config(cli: &Cli, kinds: &crate::Kinds) -> anyhow::Result
         cfg.merge(load_source(src).await?);
     }
     let gost_id = std::env::var("_GOST_ID").ok();
-    let from_cli = crate::cli::build(&cli.services, &cli.nodes, gost_id.as_deref(), kinds).map_err(|e| anyhow!("{e}"))?;
+    let from_cli = crate::cli::build(&cli.services, &cli.nodes, gost_id.as_deref(), kinds)
+        .map_err(|e| anyhow!("{e}"))?;
     cfg.merge(from_cli);
     if cfg.services.is_empty() && cfg.api.is_none() && cli.api.is_none() && cli.configs.is_empty() {
         let home = std::env::var("HOME").unwrap_or_default();
-        'search: for dir in ["/etc/gost".to_string(), format!("{home}/.gost"), ".".to_string()] {
+        'search: for dir in [
+            "/etc/gost".to_string(),
+            format!("{home}/.gost"),
+            ".".to_string(),
+        ] {
             for ext in ["yaml", "yml", "json"] {
                 let p = Path::new(&dir).join(format!("gost.{ext}"));
                 if p.is_file() {
@@ -99,7 +117,8 @@ pub async fn effective_config(cli: &Cli, kinds: &crate::Kinds) -> anyhow::Result
         cfg.api = Some(crate::cli::api_from_flag(&a).map_err(|e| anyhow!("GOST_API: {e}"))?);
     }
     if let Ok(m) = std::env::var("GOST_METRICS") {
-        cfg.metrics = Some(crate::cli::metrics_from_flag(&m).map_err(|e| anyhow!("GOST_METRICS: {e}"))?);
+        cfg.metrics =
+            Some(crate::cli::metrics_from_flag(&m).map_err(|e| anyhow!("GOST_METRICS: {e}"))?);
     }
     match cli.debug {
         1 => cfg.log.get_or_insert_with(Default::default).level = "debug".into(),
@@ -124,8 +143,11 @@ fn init_logging(cfg: &Config) {
         "error" | "fatal" => "error",
         _ => "info",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
     let out = log.output.as_str();
     let writer: Box<dyn Fn() -> Box<dyn std::io::Write + Send> + Send + Sync> = match out {
         "" | "stderr" => Box::new(|| Box::new(std::io::stderr())),
@@ -136,9 +158,15 @@ fn init_logging(cfg: &Config) {
             if let Some(parent) = Path::new(&path).parent() {
                 let _ = std::fs::create_dir_all(parent);
             }
-            Box::new(move || match std::fs::OpenOptions::new().create(true).append(true).open(&path) {
-                Ok(f) => Box::new(f),
-                Err(_) => Box::new(std::io::stderr()),
+            Box::new(move || {
+                match std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                {
+                    Ok(f) => Box::new(f),
+                    Err(_) => Box::new(std::io::stderr()),
+                }
             })
         }
     };
@@ -152,33 +180,45 @@ fn init_logging(cfg: &Config) {
 
 /// Serves `/live` and `/ready` for probes.
 async fn serve_health(addr: String, engine: Arc<Engine>) -> anyhow::Result<()> {
-    let sa = crate::addr::parse_listen_addr(&addr).ok_or_else(|| anyhow!("--health {addr}: invalid address (expected host:port)"))?;
-    let l = tokio::net::TcpListener::bind(sa).await.with_context(|| format!("--health {addr}"))?;
+    let sa = crate::addr::parse_listen_addr(&addr)
+        .ok_or_else(|| anyhow!("--health {addr}: invalid address (expected host:port)"))?;
+    let l = tokio::net::TcpListener::bind(sa)
+        .await
+        .with_context(|| format!("--health {addr}"))?;
     tokio::spawn(async move {
         loop {
-            let Ok((s, _)) = l.accept().await else { continue };
+            let Ok((s, _)) = l.accept().await else {
+                continue;
+            };
             let engine = Arc::clone(&engine);
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let engine = Arc::clone(&engine);
-                    async move {
-                        let (code, body) = match req.uri().path() {
-                            "/live" | "/healthz" => (200, "ok\n"),
-                            "/ready" | "/readyz" => {
-                                if engine.ready().await {
-                                    (200, "ready\n")
-                                } else {
-                                    (503, "not ready\n")
+                let svc = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let engine = Arc::clone(&engine);
+                        async move {
+                            let (code, body) = match req.uri().path() {
+                                "/live" | "/healthz" => (200, "ok\n"),
+                                "/ready" | "/readyz" => {
+                                    if engine.ready().await {
+                                        (200, "ready\n")
+                                    } else {
+                                        (503, "not ready\n")
+                                    }
                                 }
-                            }
-                            _ => (404, "not found\n"),
-                        };
-                        let mut r = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(body.as_bytes())));
-                        *r.status_mut() = hyper::StatusCode::from_u16(code).unwrap_or(hyper::StatusCode::OK);
-                        Ok::<_, std::convert::Infallible>(r)
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(s), svc).await;
+                                _ => (404, "not found\n"),
+                            };
+                            let mut r = hyper::Response::new(http_body_util::Full::new(
+                                bytes::Bytes::from_static(body.as_bytes()),
+                            ));
+                            *r.status_mut() =
+                                hyper::StatusCode::from_u16(code).unwrap_or(hyper::StatusCode::OK);
+                            Ok::<_, std::convert::Infallible>(r)
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                    .await;
             });
         }
     });
@@ -186,47 +226,78 @@ async fn serve_health(addr: String, engine: Arc<Engine>) -> anyhow::Result<()> {
 }
 
 async fn serve_metrics(cfg: gost_config::MetricsConfig, engine: Arc<Engine>) -> anyhow::Result<()> {
-    let sa = crate::addr::parse_listen_addr(&cfg.addr).ok_or_else(|| anyhow!("metrics.addr {:?}: invalid address (expected host:port)", cfg.addr))?;
-    let l = tokio::net::TcpListener::bind(sa).await.with_context(|| format!("metrics.addr {}", cfg.addr))?;
-    let path = if cfg.path.is_empty() { "/metrics".to_string() } else { cfg.path.clone() };
+    let sa = crate::addr::parse_listen_addr(&cfg.addr).ok_or_else(|| {
+        anyhow!(
+            "metrics.addr {:?}: invalid address (expected host:port)",
+            cfg.addr
+        )
+    })?;
+    let l = tokio::net::TcpListener::bind(sa)
+        .await
+        .with_context(|| format!("metrics.addr {}", cfg.addr))?;
+    let path = if cfg.path.is_empty() {
+        "/metrics".to_string()
+    } else {
+        cfg.path.clone()
+    };
     let auth = cfg.auth.clone().filter(|a| !a.username.is_empty());
     tracing::info!(addr = %cfg.addr, path = %path, "metrics listening");
     tokio::spawn(async move {
         loop {
-            let Ok((s, _)) = l.accept().await else { continue };
+            let Ok((s, _)) = l.accept().await else {
+                continue;
+            };
             let engine = Arc::clone(&engine);
             let path = path.clone();
             let auth = auth.clone();
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let engine = Arc::clone(&engine);
-                    let path = path.clone();
-                    let auth = auth.clone();
-                    async move {
-                        let authorized = match &auth {
-                            None => true,
-                            Some(a) => {
-                                use base64::Engine as _;
-                                let want = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", a.username, a.password)));
-                                req.headers().get("authorization").and_then(|v| v.to_str().ok()) == Some(want.as_str())
+                let svc = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let engine = Arc::clone(&engine);
+                        let path = path.clone();
+                        let auth = auth.clone();
+                        async move {
+                            let authorized = match &auth {
+                                None => true,
+                                Some(a) => {
+                                    use base64::Engine as _;
+                                    let want = format!(
+                                        "Basic {}",
+                                        base64::engine::general_purpose::STANDARD
+                                            .encode(format!("{}:{}", a.username, a.password))
+                                    );
+                                    req.headers()
+                                        .get("authorization")
+                                        .and_then(|v| v.to_str().ok())
+                                        == Some(want.as_str())
+                                }
+                            };
+                            let (code, body, ct) = if !authorized {
+                                (401, String::new(), "text/plain")
+                            } else if req.uri().path() == path {
+                                (
+                                    200,
+                                    engine.metrics.encode(),
+                                    "text/plain; version=0.0.4; charset=utf-8",
+                                )
+                            } else {
+                                (404, "404 page not found\n".to_string(), "text/plain")
+                            };
+                            let mut r = hyper::Response::new(http_body_util::Full::new(
+                                bytes::Bytes::from(body),
+                            ));
+                            *r.status_mut() =
+                                hyper::StatusCode::from_u16(code).unwrap_or(hyper::StatusCode::OK);
+                            if let Ok(v) = ct.parse() {
+                                r.headers_mut().insert("content-type", v);
                             }
-                        };
-                        let (code, body, ct) = if !authorized {
-                            (401, String::new(), "text/plain")
-                        } else if req.uri().path() == path {
-                            (200, engine.metrics.encode(), "text/plain; version=0.0.4; charset=utf-8")
-                        } else {
-                            (404, "404 page not found\n".to_string(), "text/plain")
-                        };
-                        let mut r = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(body)));
-                        *r.status_mut() = hyper::StatusCode::from_u16(code).unwrap_or(hyper::StatusCode::OK);
-                        if let Ok(v) = ct.parse() {
-                            r.headers_mut().insert("content-type", v);
+                            Ok::<_, std::convert::Infallible>(r)
                         }
-                        Ok::<_, std::convert::Infallible>(r)
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(s), svc).await;
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                    .await;
             });
         }
     });
@@ -240,7 +311,9 @@ pub async fn run_hook(cli: &Cli) -> anyhow::Result<ExitCode> {
         .positional
         .get(1)
         .and_then(|p| crate::hooks::Phase::parse(p))
-        .ok_or_else(|| anyhow!("usage: gost-proxy hook <pre-up|post-up|pre-down|post-down> -C <config>"))?;
+        .ok_or_else(|| {
+            anyhow!("usage: gost-proxy hook <pre-up|post-up|pre-down|post-down> -C <config>")
+        })?;
     let kinds = crate::Kinds::builtin();
     let cfg = effective_config(cli, &kinds).await?;
     init_logging(&cfg);
@@ -248,15 +321,34 @@ pub async fn run_hook(cli: &Cli) -> anyhow::Result<ExitCode> {
     for s in &cfg.services {
         let md = crate::md::Md::new(format!("services[{}].metadata", s.name), &s.metadata);
         let hooks = crate::hooks::Hooks {
-            pre_up: md.strings(&["preUp"]).map_err(|e| anyhow!("{e}"))?.unwrap_or_default(),
-            post_up: md.strings(&["postUp"]).map_err(|e| anyhow!("{e}"))?.unwrap_or_default(),
-            pre_down: md.strings(&["preDown"]).map_err(|e| anyhow!("{e}"))?.unwrap_or_default(),
-            post_down: md.strings(&["postDown"]).map_err(|e| anyhow!("{e}"))?.unwrap_or_default(),
-            timeout: md.duration(&["hookTimeout"]).map_err(|e| anyhow!("{e}"))?.unwrap_or(Duration::from_secs(30)),
+            pre_up: md
+                .strings(&["preUp"])
+                .map_err(|e| anyhow!("{e}"))?
+                .unwrap_or_default(),
+            post_up: md
+                .strings(&["postUp"])
+                .map_err(|e| anyhow!("{e}"))?
+                .unwrap_or_default(),
+            pre_down: md
+                .strings(&["preDown"])
+                .map_err(|e| anyhow!("{e}"))?
+                .unwrap_or_default(),
+            post_down: md
+                .strings(&["postDown"])
+                .map_err(|e| anyhow!("{e}"))?
+                .unwrap_or_default(),
+            timeout: md
+                .duration(&["hookTimeout"])
+                .map_err(|e| anyhow!("{e}"))?
+                .unwrap_or(Duration::from_secs(30)),
         };
         failed += hooks.run(phase, &s.name, &s.addr).await;
     }
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// Runs the engine until SIGTERM/SIGINT; SIGHUP re-reads every source and applies it.
@@ -274,7 +366,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let kinds = crate::Kinds::builtin();
     let cfg = effective_config(&cli, &kinds).await?;
     if let Some(fmt) = &cli.output {
-        let text = if fmt == "json" { cfg.to_json_pretty()? } else { cfg.to_yaml()? };
+        let text = if fmt == "json" {
+            cfg.to_json_pretty()?
+        } else {
+            cfg.to_yaml()?
+        };
         println!("{}", text.trim_end());
         return Ok(ExitCode::SUCCESS);
     }
@@ -333,6 +429,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     tracing::info!("shutting down: listeners closed, draining connections");
-    engine.shutdown(cli.drain.unwrap_or(Duration::from_secs(30))).await;
+    engine
+        .shutdown(cli.drain.unwrap_or(Duration::from_secs(30)))
+        .await;
     Ok(ExitCode::SUCCESS)
 }

@@ -76,7 +76,10 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
             if let Some(v) = &inline {
                 return Ok(v.clone());
             }
-            let v = args.get(i).cloned().ok_or_else(|| format!("flag needs an argument: -{what}"))?;
+            let v = args
+                .get(i)
+                .cloned()
+                .ok_or_else(|| format!("flag needs an argument: -{what}"))?;
             i += 1;
             Ok(v)
         };
@@ -100,7 +103,8 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
             "metrics-no-client-label" => c.no_client_label = true,
             "drain-timeout" => {
                 let v = value("drain-timeout")?;
-                let d = gost_config::parse_go_duration(&v).map_err(|e| format!("--drain-timeout: {e}"))?;
+                let d = gost_config::parse_go_duration(&v)
+                    .map_err(|e| format!("--drain-timeout: {e}"))?;
                 c.drain = Some(d);
             }
             "health" => c.health = Some(value("health")?),
@@ -121,7 +125,13 @@ pub fn split_groups(args: &[String]) -> Option<Vec<Vec<String>>> {
     }
     let groups: Vec<Vec<String>> = padded
         .split(" -- ")
-        .map(|g| g.trim().split("  ").filter(|s| !s.is_empty()).map(str::to_string).collect::<Vec<_>>())
+        .map(|g| {
+            g.trim()
+                .split("  ")
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
         .filter(|g| !g.is_empty())
         .collect();
     (groups.len() > 1).then_some(groups)
@@ -137,7 +147,19 @@ mod tests {
 
     #[test]
     fn go_style_flags() {
-        let c = parse(&v(&["-L", ":8080", "-L=:8081", "--F", "socks5://h:1", "-api", ":18080", "-DD", "-O", "json"])).unwrap();
+        let c = parse(&v(&[
+            "-L",
+            ":8080",
+            "-L=:8081",
+            "--F",
+            "socks5://h:1",
+            "-api",
+            ":18080",
+            "-DD",
+            "-O",
+            "json",
+        ]))
+        .unwrap();
         assert_eq!(c.services, vec![":8080", ":8081"]);
         assert_eq!(c.nodes, vec!["socks5://h:1"]);
         assert_eq!(c.api.as_deref(), Some(":18080"));

@@ -29,7 +29,11 @@ pub struct BuildOpts {
 }
 
 /// Collects unknown-key reports for a set of metadata maps.
-pub fn check_unknown(mds: &[&Md], extra_known: &BTreeSet<String>, strict: bool) -> Result<(), BuildError> {
+pub fn check_unknown(
+    mds: &[&Md],
+    extra_known: &BTreeSet<String>,
+    strict: bool,
+) -> Result<(), BuildError> {
     for md in mds {
         for k in md.unknown_keys() {
             if extra_known.contains(&k) {
@@ -37,7 +41,10 @@ pub fn check_unknown(mds: &[&Md], extra_known: &BTreeSet<String>, strict: bool) 
             }
             let path = format!("{}.{}", md.path(), k);
             if strict {
-                return Err(BuildError::new(path, format!("unknown metadata key {k:?} (--strict)")));
+                return Err(BuildError::new(
+                    path,
+                    format!("unknown metadata key {k:?} (--strict)"),
+                ));
             }
             tracing::warn!(path = %path, "unknown metadata key {k:?} ignored");
         }
@@ -47,47 +54,110 @@ pub fn check_unknown(mds: &[&Md], extra_known: &BTreeSet<String>, strict: bool) 
 
 /// Builds a selector.
 pub fn selector(path: &str, c: Option<&SelectorConfig>) -> Result<Selector, BuildError> {
-    let Some(c) = c else { return Ok(Selector::default()) };
-    let strategy = Strategy::parse(&c.strategy).map_err(|e| BuildError::new(format!("{path}.selector.strategy"), e))?;
-    Ok(Selector::new(strategy, c.max_fails, c.fail_timeout.map(|d| d.get())))
+    let Some(c) = c else {
+        return Ok(Selector::default());
+    };
+    let strategy = Strategy::parse(&c.strategy)
+        .map_err(|e| BuildError::new(format!("{path}.selector.strategy"), e))?;
+    Ok(Selector::new(
+        strategy,
+        c.max_fails,
+        c.fail_timeout.map(|d| d.get()),
+    ))
 }
 
 fn node_common(md: &Md) -> Result<(u32, bool, Option<u32>, Option<Duration>), BuildError> {
     let weight = md.int(&["weight"])?.unwrap_or(1).clamp(1, u32::MAX as i64) as u32;
     let backup = md.bool_or(&["backup"], false)?;
-    let max_fails = md.int(&["maxFails", "max_fails"])?.filter(|m| *m > 0).map(|m| m.min(u32::MAX as i64) as u32);
-    let fail_timeout = md.duration(&["failTimeout", "fail_timeout"])?.filter(|d| !d.is_zero());
+    let max_fails = md
+        .int(&["maxFails", "max_fails"])?
+        .filter(|m| *m > 0)
+        .map(|m| m.min(u32::MAX as i64) as u32);
+    let fail_timeout = md
+        .duration(&["failTimeout", "fail_timeout"])?
+        .filter(|d| !d.is_zero());
     md.mark_known(&["interface", "so_mark", "netns", "proxyProtocol"]);
     Ok((weight, backup, max_fails, fail_timeout))
 }
 
 /// Builds a chain node.
-pub fn node(kinds: &Kinds, path: &str, c: &NodeConfig, hop: &HopConfig, opts: &BuildOpts) -> Result<Arc<Node>, BuildError> {
+pub fn node(
+    kinds: &Kinds,
+    path: &str,
+    c: &NodeConfig,
+    hop: &HopConfig,
+    opts: &BuildOpts,
+) -> Result<Arc<Node>, BuildError> {
     if c.addr.is_empty() {
-        return Err(BuildError::new(format!("{path}.addr"), "node address is required (host:port)"));
+        return Err(BuildError::new(
+            format!("{path}.addr"),
+            "node address is required (host:port)",
+        ));
     }
     if crate::addr::split_host_port(&c.addr).is_none() {
-        return Err(BuildError::new(format!("{path}.addr"), format!("invalid node address {:?} (expected host:port)", c.addr)));
+        return Err(BuildError::new(
+            format!("{path}.addr"),
+            format!("invalid node address {:?} (expected host:port)", c.addr),
+        ));
     }
-    for (what, v) in [("matcher", &c.matcher), ("http", &c.http), ("probe", &c.probe)] {
+    for (what, v) in [
+        ("matcher", &c.matcher),
+        ("http", &c.http),
+        ("probe", &c.probe),
+    ] {
         if v.is_some() {
-            return Err(BuildError::new(format!("{path}.{what}"), format!("node `{what}` is not supported by gost-proxy yet")));
+            return Err(BuildError::new(
+                format!("{path}.{what}"),
+                format!("node `{what}` is not supported by gost-proxy yet"),
+            ));
         }
     }
     let cc = c.connector.clone().unwrap_or_default();
     let dc = c.dialer.clone().unwrap_or_default();
-    let ctype = if cc.kind.is_empty() { "http" } else { cc.kind.as_str() };
-    let dtype = if dc.kind.is_empty() { "tcp" } else { dc.kind.as_str() };
+    let ctype = if cc.kind.is_empty() {
+        "http"
+    } else {
+        cc.kind.as_str()
+    };
+    let dtype = if dc.kind.is_empty() {
+        "tcp"
+    } else {
+        dc.kind.as_str()
+    };
     let cf = kinds.connectors.get(ctype).ok_or_else(|| {
-        BuildError::new(format!("{path}.connector.type"), format!("unknown connector {ctype:?} (supported: {})", list_names(&kinds.connectors)))
+        BuildError::new(
+            format!("{path}.connector.type"),
+            format!(
+                "unknown connector {ctype:?} (supported: {})",
+                list_names(&kinds.connectors)
+            ),
+        )
     })?;
     let df = kinds.dialers.get(dtype).ok_or_else(|| {
-        BuildError::new(format!("{path}.dialer.type"), format!("unknown dialer {dtype:?} (supported: {})", list_names(&kinds.dialers)))
+        BuildError::new(
+            format!("{path}.dialer.type"),
+            format!(
+                "unknown dialer {dtype:?} (supported: {})",
+                list_names(&kinds.dialers)
+            ),
+        )
     })?;
     let cmd = Arc::new(Md::new(format!("{path}.connector.metadata"), &cc.metadata));
     let dmd = Arc::new(Md::new(format!("{path}.dialer.metadata"), &dc.metadata));
-    let connector = cf(&NodeOpts { path: format!("{path}.connector"), md: Arc::clone(&cmd), auth: cc.auth.clone(), tls: cc.tls.clone(), node_addr: c.addr.clone() })?;
-    let dialer = df(&NodeOpts { path: format!("{path}.dialer"), md: Arc::clone(&dmd), auth: dc.auth.clone(), tls: dc.tls.clone(), node_addr: c.addr.clone() })?;
+    let connector = cf(&NodeOpts {
+        path: format!("{path}.connector"),
+        md: Arc::clone(&cmd),
+        auth: cc.auth.clone(),
+        tls: cc.tls.clone(),
+        node_addr: c.addr.clone(),
+    })?;
+    let dialer = df(&NodeOpts {
+        path: format!("{path}.dialer"),
+        md: Arc::clone(&dmd),
+        auth: dc.auth.clone(),
+        tls: dc.tls.clone(),
+        node_addr: c.addr.clone(),
+    })?;
     let nmd = Md::new(format!("{path}.metadata"), &c.metadata);
     let (weight, backup, max_fails, fail_timeout) = node_common(&nmd)?;
     check_unknown(&[&cmd, &dmd, &nmd], &BTreeSet::new(), opts.strict)?;
@@ -110,25 +180,45 @@ pub fn node(kinds: &Kinds, path: &str, c: &NodeConfig, hop: &HopConfig, opts: &B
 
 /// Builds a hop with its nodes.
 pub fn hop(kinds: &Kinds, path: &str, c: &HopConfig, opts: &BuildOpts) -> Result<Hop, BuildError> {
-    for (what, v) in [("file", &c.file), ("redis", &c.redis), ("http", &c.http), ("plugin", &c.plugin)] {
+    for (what, v) in [
+        ("file", &c.file),
+        ("redis", &c.redis),
+        ("http", &c.http),
+        ("plugin", &c.plugin),
+    ] {
         if v.is_some() {
-            return Err(BuildError::new(format!("{path}.{what}"), format!("hop `{what}` node sources are not supported by gost-proxy yet")));
+            return Err(BuildError::new(
+                format!("{path}.{what}"),
+                format!("hop `{what}` node sources are not supported by gost-proxy yet"),
+            ));
         }
     }
     let mut nodes = Vec::new();
     let mut seen = HashSet::new();
     for (i, n) in c.nodes.iter().flatten().enumerate() {
-        let label = if n.name.is_empty() { i.to_string() } else { n.name.clone() };
+        let label = if n.name.is_empty() {
+            i.to_string()
+        } else {
+            n.name.clone()
+        };
         let np = format!("{path}.nodes[{label}]");
         if !n.name.is_empty() && !seen.insert(n.name.clone()) {
-            return Err(BuildError::new(np, format!("duplicate node name {:?}", n.name)));
+            return Err(BuildError::new(
+                np,
+                format!("duplicate node name {:?}", n.name),
+            ));
         }
         nodes.push(node(kinds, &np, n, c, opts)?);
     }
     let hmd = Md::new(format!("{path}.metadata"), &c.metadata);
     hmd.mark_known(&["interface", "so_mark", "netns", "proxyProtocol"]);
     check_unknown(&[&hmd], &BTreeSet::new(), opts.strict)?;
-    Ok(Hop { name: c.name.clone(), selector: selector(path, c.selector.as_ref())?, bypass: BypassRef(names(&c.bypass, &c.bypasses)), nodes })
+    Ok(Hop {
+        name: c.name.clone(),
+        selector: selector(path, c.selector.as_ref())?,
+        bypass: BypassRef(names(&c.bypass, &c.bypasses)),
+        nodes,
+    })
 }
 
 /// Builds a chain; hops without `nodes` are references to top-level hops.
@@ -139,53 +229,100 @@ pub fn chain(kinds: &Kinds, c: &ChainConfig, opts: &BuildOpts) -> Result<Chain, 
     }
     let mut hops = Vec::new();
     for (i, h) in c.hops.iter().enumerate() {
-        let label = if h.name.is_empty() { i.to_string() } else { h.name.clone() };
+        let label = if h.name.is_empty() {
+            i.to_string()
+        } else {
+            h.name.clone()
+        };
         let hp = format!("{path}.hops[{label}]");
         if h.nodes.is_some() || h.plugin.is_some() {
             hops.push(HopRef::Inline(Arc::new(hop(kinds, &hp, h, opts)?)));
         } else if h.name.is_empty() {
-            return Err(BuildError::new(hp, "a hop needs either `nodes` (inline) or a `name` referencing hops[]"));
+            return Err(BuildError::new(
+                hp,
+                "a hop needs either `nodes` (inline) or a `name` referencing hops[]",
+            ));
         } else {
             hops.push(HopRef::Named(h.name.clone()));
         }
     }
-    Ok(Chain { name: c.name.clone(), hops, marker: Marker::default() })
+    Ok(Chain {
+        name: c.name.clone(),
+        hops,
+        marker: Marker::default(),
+    })
 }
 
 /// Builds a forwarder's private hop (or resolves nothing for a named `hop`).
-pub fn forwarder(kinds: &Kinds, path: &str, f: &ForwarderConfig, store: &Store, opts: &BuildOpts) -> Result<Option<Arc<Hop>>, BuildError> {
+pub fn forwarder(
+    kinds: &Kinds,
+    path: &str,
+    f: &ForwarderConfig,
+    store: &Store,
+    opts: &BuildOpts,
+) -> Result<Option<Arc<Hop>>, BuildError> {
     if let Some(name) = f.hop.as_ref().or(f.name.as_ref()).filter(|n| !n.is_empty()) {
-        return store
-            .hops
-            .get(name)
-            .map(Some)
-            .ok_or_else(|| BuildError::new(format!("{path}.hop"), format!("hop {name:?} not found in hops[]")));
+        return store.hops.get(name).map(Some).ok_or_else(|| {
+            BuildError::new(
+                format!("{path}.hop"),
+                format!("hop {name:?} not found in hops[]"),
+            )
+        });
     }
     let mut nodes = Vec::new();
     for (i, n) in f.nodes.iter().enumerate() {
-        let label = if n.name.is_empty() { i.to_string() } else { n.name.clone() };
+        let label = if n.name.is_empty() {
+            i.to_string()
+        } else {
+            n.name.clone()
+        };
         let np = format!("{path}.nodes[{label}]");
         if n.addr.is_empty() {
-            return Err(BuildError::new(format!("{np}.addr"), "target address is required (host:port)"));
+            return Err(BuildError::new(
+                format!("{np}.addr"),
+                "target address is required (host:port)",
+            ));
         }
-        let addr = if crate::addr::split_host_port(&n.addr).is_some() { n.addr.clone() } else { format!("{}:0", n.addr) };
+        let addr = if crate::addr::split_host_port(&n.addr).is_some() {
+            n.addr.clone()
+        } else {
+            format!("{}:0", n.addr)
+        };
         if crate::addr::split_host_port(&addr).is_none() {
-            return Err(BuildError::new(format!("{np}.addr"), format!("invalid target address {:?} (expected host:port)", n.addr)));
+            return Err(BuildError::new(
+                format!("{np}.addr"),
+                format!("invalid target address {:?} (expected host:port)", n.addr),
+            ));
         }
         if let Some(net) = &n.network {
-            if !matches!(net.as_str(), "tcp" | "udp" | "tcp4" | "tcp6" | "udp4" | "udp6") {
-                return Err(BuildError::new(format!("{np}.network"), format!("unknown network {net:?} (accepted: tcp, udp)")));
+            if !matches!(
+                net.as_str(),
+                "tcp" | "udp" | "tcp4" | "tcp6" | "udp4" | "udp6"
+            ) {
+                return Err(BuildError::new(
+                    format!("{np}.network"),
+                    format!("unknown network {net:?} (accepted: tcp, udp)"),
+                ));
             }
         }
         for (what, v) in [("matcher", &n.matcher), ("http", &n.http)] {
             if v.is_some() {
-                return Err(BuildError::new(format!("{np}.{what}"), format!("forwarder node `{what}` is not supported by gost-proxy yet")));
+                return Err(BuildError::new(
+                    format!("{np}.{what}"),
+                    format!("forwarder node `{what}` is not supported by gost-proxy yet"),
+                ));
             }
         }
         let md = Md::new(format!("{np}.metadata"), &n.metadata);
         let (weight, backup, max_fails, fail_timeout) = node_common(&md)?;
         check_unknown(&[&md], &BTreeSet::new(), opts.strict)?;
-        let direct = crate::component::NodeOpts { path: np.clone(), md: Arc::new(Md::empty(&np)), auth: None, tls: None, node_addr: addr.clone() };
+        let direct = crate::component::NodeOpts {
+            path: np.clone(),
+            md: Arc::new(Md::empty(&np)),
+            auth: None,
+            tls: None,
+            node_addr: addr.clone(),
+        };
         nodes.push(Arc::new(Node {
             name: n.name.clone(),
             addr,
@@ -203,7 +340,12 @@ pub fn forwarder(kinds: &Kinds, path: &str, f: &ForwarderConfig, store: &Store, 
         }));
     }
     let _ = kinds;
-    Ok(Some(Arc::new(Hop { name: String::new(), selector: selector(path, f.selector.as_ref())?, bypass: BypassRef::default(), nodes })))
+    Ok(Some(Arc::new(Hop {
+        name: String::new(),
+        selector: selector(path, f.selector.as_ref())?,
+        bypass: BypassRef::default(),
+        nodes,
+    })))
 }
 
 /// A validated service, not yet bound.
@@ -224,67 +366,150 @@ pub struct ServicePlan {
 
 /// Service metadata keys the engine itself reads.
 const SERVICE_KEYS: &[&str] = &[
-    "ignoreChain", "preUp", "postUp", "preDown", "postDown", "hookTimeout", "dialTimeout",
-    "interface", "so_mark", "netns", "netns.out", "proxyProtocol", "enableStats", "observer.period",
-    "observePeriod", "observer.resetTraffic", "limiter.refreshInterval", "limiter.cleanupInterval",
+    "ignoreChain",
+    "preUp",
+    "postUp",
+    "preDown",
+    "postDown",
+    "hookTimeout",
+    "dialTimeout",
+    "interface",
+    "so_mark",
+    "netns",
+    "netns.out",
+    "proxyProtocol",
+    "enableStats",
+    "observer.period",
+    "observePeriod",
+    "observer.resetTraffic",
+    "limiter.refreshInterval",
+    "limiter.cleanupInterval",
     "limiter.scope",
 ];
 
 /// Validates and builds a service plan.
-pub fn service(kinds: &Kinds, c: &ServiceConfig, store: &Arc<Store>, opts: &BuildOpts) -> Result<ServicePlan, BuildError> {
+pub fn service(
+    kinds: &Kinds,
+    c: &ServiceConfig,
+    store: &Arc<Store>,
+    opts: &BuildOpts,
+) -> Result<ServicePlan, BuildError> {
     let path = format!("services[{}]", c.name);
     if c.name.trim().is_empty() {
         return Err(BuildError::new("services[]", "service name is required"));
     }
     if c.addr.is_empty() {
-        return Err(BuildError::new(format!("{path}.addr"), "listen address is required (host:port, e.g. :8080)"));
+        return Err(BuildError::new(
+            format!("{path}.addr"),
+            "listen address is required (host:port, e.g. :8080)",
+        ));
     }
-    for (what, v) in [("limiter", &c.limiter), ("climiter", &c.climiter), ("rlimiter", &c.rlimiter), ("observer", &c.observer), ("logger", &c.logger)] {
+    for (what, v) in [
+        ("limiter", &c.limiter),
+        ("climiter", &c.climiter),
+        ("rlimiter", &c.rlimiter),
+        ("observer", &c.observer),
+        ("logger", &c.logger),
+    ] {
         if v.is_some() {
-            return Err(BuildError::new(format!("{path}.{what}"), format!("service `{what}` is not supported by gost-proxy yet")));
+            return Err(BuildError::new(
+                format!("{path}.{what}"),
+                format!("service `{what}` is not supported by gost-proxy yet"),
+            ));
         }
     }
     if c.recorders.is_some() || !c.loggers.is_empty() {
-        return Err(BuildError::new(format!("{path}.recorders"), "service recorders/loggers are not supported by gost-proxy yet"));
+        return Err(BuildError::new(
+            format!("{path}.recorders"),
+            "service recorders/loggers are not supported by gost-proxy yet",
+        ));
     }
     let hc = c.handler.clone().unwrap_or_default();
     let lc = c.listener.clone().unwrap_or_default();
-    let htype = if hc.kind.is_empty() { "auto".to_string() } else { hc.kind.clone() };
-    let ltype = if lc.kind.is_empty() { "tcp".to_string() } else { lc.kind.clone() };
+    let htype = if hc.kind.is_empty() {
+        "auto".to_string()
+    } else {
+        hc.kind.clone()
+    };
+    let ltype = if lc.kind.is_empty() {
+        "tcp".to_string()
+    } else {
+        lc.kind.clone()
+    };
     let hf = kinds.handlers.get(htype.as_str()).ok_or_else(|| {
-        BuildError::new(format!("{path}.handler.type"), format!("unknown handler {htype:?} (supported: {})", list_names(&kinds.handlers)))
+        BuildError::new(
+            format!("{path}.handler.type"),
+            format!(
+                "unknown handler {htype:?} (supported: {})",
+                list_names(&kinds.handlers)
+            ),
+        )
     })?;
     let lf = kinds.listeners.get(ltype.as_str()).ok_or_else(|| {
-        BuildError::new(format!("{path}.listener.type"), format!("unknown listener {ltype:?} (supported: {})", list_names(&kinds.listeners)))
+        BuildError::new(
+            format!("{path}.listener.type"),
+            format!(
+                "unknown listener {ltype:?} (supported: {})",
+                list_names(&kinds.listeners)
+            ),
+        )
     })?;
     if crate::addr::parse_listen_addr(&c.addr).is_none() {
-        return Err(BuildError::new(format!("{path}.addr"), format!("invalid listen address {:?} (expected host:port, e.g. 127.0.0.1:8080 or :8080)", c.addr)));
+        return Err(BuildError::new(
+            format!("{path}.addr"),
+            format!(
+                "invalid listen address {:?} (expected host:port, e.g. 127.0.0.1:8080 or :8080)",
+                c.addr
+            ),
+        ));
     }
-    for (what, v) in [("handler.limiter", &hc.limiter), ("handler.observer", &hc.observer)] {
+    for (what, v) in [
+        ("handler.limiter", &hc.limiter),
+        ("handler.observer", &hc.observer),
+    ] {
         if v.is_some() {
-            return Err(BuildError::new(format!("{path}.{what}"), "not supported by gost-proxy yet"));
+            return Err(BuildError::new(
+                format!("{path}.{what}"),
+                "not supported by gost-proxy yet",
+            ));
         }
     }
     if hc.chain_group.is_some() || lc.chain_group.is_some() {
-        return Err(BuildError::new(format!("{path}.handler.chainGroup"), "chainGroup is not supported by gost-proxy yet"));
+        return Err(BuildError::new(
+            format!("{path}.handler.chainGroup"),
+            "chainGroup is not supported by gost-proxy yet",
+        ));
     }
     let smd = Md::new(format!("{path}.metadata"), &c.metadata);
     let hmd = Arc::new(Md::new(format!("{path}.handler.metadata"), &hc.metadata));
     let lmd = Arc::new(Md::new(format!("{path}.listener.metadata"), &lc.metadata));
     smd.mark_known(SERVICE_KEYS);
     let ignore_chain = smd.bool_or(&["ignoreChain"], false)?;
-    let dial_timeout = smd.duration(&["dialTimeout"])?.filter(|d| !d.is_zero()).unwrap_or(DEFAULT_DIAL_TIMEOUT);
+    let dial_timeout = smd
+        .duration(&["dialTimeout"])?
+        .filter(|d| !d.is_zero())
+        .unwrap_or(DEFAULT_DIAL_TIMEOUT);
     let hooks = Hooks {
         pre_up: smd.strings(&["preUp"])?.unwrap_or_default(),
         post_up: smd.strings(&["postUp"])?.unwrap_or_default(),
         pre_down: smd.strings(&["preDown"])?.unwrap_or_default(),
         post_down: smd.strings(&["postDown"])?.unwrap_or_default(),
-        timeout: smd.duration(&["hookTimeout"])?.filter(|d| !d.is_zero()).unwrap_or(Duration::from_secs(30)),
+        timeout: smd
+            .duration(&["hookTimeout"])?
+            .filter(|d| !d.is_zero())
+            .unwrap_or(Duration::from_secs(30)),
     };
     if hc.retries < 0 {
-        return Err(BuildError::new(format!("{path}.handler.retries"), format!("invalid value {} (accepted: 0 or more)", hc.retries)));
+        return Err(BuildError::new(
+            format!("{path}.handler.retries"),
+            format!("invalid value {} (accepted: 0 or more)", hc.retries),
+        ));
     }
-    let chain = if ignore_chain { None } else { hc.chain.clone().filter(|s| !s.is_empty()) };
+    let chain = if ignore_chain {
+        None
+    } else {
+        hc.chain.clone().filter(|s| !s.is_empty())
+    };
     let router = Arc::new(Router {
         store: Arc::clone(store),
         chain,
@@ -317,11 +542,17 @@ pub fn service(kinds: &Kinds, c: &ServiceConfig, store: &Arc<Store>, opts: &Buil
         tls: None,
     };
     let handler = hf(&hopts)?;
-    let listener_opts = ListenerOpts { path: format!("{path}.listener"), addr: c.addr.clone(), md: Arc::clone(&lmd), tls: None };
+    let listener_opts = ListenerOpts {
+        path: format!("{path}.listener"),
+        addr: c.addr.clone(),
+        md: Arc::clone(&lmd),
+        tls: None,
+    };
+    (lf.0)(&listener_opts)?;
     Ok(ServicePlan {
         name: c.name.clone(),
         raw: c.clone(),
-        listen: *lf,
+        listen: lf.1,
         listener_opts,
         handler,
         admission: AdmissionRef(names(&c.admission, &c.admissions)),
@@ -336,7 +567,11 @@ impl ServicePlan {
     /// reported here, once every component has read its keys: CLI parameters land in
     /// service, handler and listener metadata at once, so a key any of the three understands
     /// is not reported as unknown in the others.
-    pub fn start(self, metrics: &Arc<Metrics>, opts: &BuildOpts) -> Result<Arc<Service>, BuildError> {
+    pub fn start(
+        self,
+        metrics: &Arc<Metrics>,
+        opts: &BuildOpts,
+    ) -> Result<Arc<Service>, BuildError> {
         let l = (self.listen)(&self.listener_opts)?;
         let [smd, hmd] = &self.mds;
         let lmd = &self.listener_opts.md;
@@ -344,7 +579,15 @@ impl ServicePlan {
         shared.extend(hmd.used_present_keys());
         shared.extend(lmd.used_present_keys());
         check_unknown(&[smd, hmd, lmd], &shared, opts.strict)?;
-        Ok(Service::new(self.name, l, self.handler, self.admission, self.store, self.hooks, Arc::clone(metrics)))
+        Ok(Service::new(
+            self.name,
+            l,
+            self.handler,
+            self.admission,
+            self.store,
+            self.hooks,
+            Arc::clone(metrics),
+        ))
     }
 }
 
@@ -370,9 +613,15 @@ fn unique<'a>(kind: &str, items: impl Iterator<Item = &'a str>, errs: &mut Vec<B
     let mut seen = HashSet::new();
     for n in items {
         if n.trim().is_empty() {
-            errs.push(BuildError::new(format!("{kind}[]"), format!("{kind} entry without a name")));
+            errs.push(BuildError::new(
+                format!("{kind}[]"),
+                format!("every {kind} entry needs a non-empty name (name is required)"),
+            ));
         } else if !seen.insert(n) {
-            errs.push(BuildError::new(format!("{kind}[{n}]"), format!("duplicate {kind} name {n:?}")));
+            errs.push(BuildError::new(
+                format!("{kind}[{n}]"),
+                format!("duplicate {kind} name {n:?}"),
+            ));
         }
     }
 }
@@ -382,17 +631,59 @@ pub fn named(kinds: &Kinds, cfg: &Config, opts: &BuildOpts) -> Result<Built, Bui
     let mut errs = Vec::new();
     let unsupported = cfg.unsupported_sections();
     for s in unsupported {
-        errs.push(BuildError::new(s, format!("section `{s}` is not supported by gost-proxy (supported: {})", gost_config::SUPPORTED_SECTIONS.join(", "))));
+        errs.push(BuildError::new(
+            s,
+            format!(
+                "section `{s}` is not supported by gost-proxy (supported: {})",
+                gost_config::SUPPORTED_SECTIONS.join(", ")
+            ),
+        ));
     }
-    unique("services", cfg.services.iter().map(|s| s.name.as_str()), &mut errs);
-    unique("chains", cfg.chains.iter().map(|s| s.name.as_str()), &mut errs);
+    unique(
+        "services",
+        cfg.services.iter().map(|s| s.name.as_str()),
+        &mut errs,
+    );
+    unique(
+        "chains",
+        cfg.chains.iter().map(|s| s.name.as_str()),
+        &mut errs,
+    );
     unique("hops", cfg.hops.iter().map(|s| s.name.as_str()), &mut errs);
-    unique("authers", cfg.authers.iter().map(|s| s.name.as_str()), &mut errs);
-    unique("admissions", cfg.admissions.iter().map(|s| s.name.as_str()), &mut errs);
-    unique("bypasses", cfg.bypasses.iter().map(|s| s.name.as_str()), &mut errs);
-    unique("hosts", cfg.hosts.iter().map(|s| s.name.as_str()), &mut errs);
-    unique("resolvers", cfg.resolvers.iter().map(|s| s.name.as_str()), &mut errs);
-    let mut b = Built { chains: vec![], hops: vec![], authers: vec![], admissions: vec![], bypasses: vec![], hosts: vec![], resolvers: vec![] };
+    unique(
+        "authers",
+        cfg.authers.iter().map(|s| s.name.as_str()),
+        &mut errs,
+    );
+    unique(
+        "admissions",
+        cfg.admissions.iter().map(|s| s.name.as_str()),
+        &mut errs,
+    );
+    unique(
+        "bypasses",
+        cfg.bypasses.iter().map(|s| s.name.as_str()),
+        &mut errs,
+    );
+    unique(
+        "hosts",
+        cfg.hosts.iter().map(|s| s.name.as_str()),
+        &mut errs,
+    );
+    unique(
+        "resolvers",
+        cfg.resolvers.iter().map(|s| s.name.as_str()),
+        &mut errs,
+    );
+    let mut b = Built {
+        chains: vec![],
+        hops: vec![],
+        authers: vec![],
+        admissions: vec![],
+        bypasses: vec![],
+        hosts: vec![],
+        resolvers: vec![],
+    };
     for a in &cfg.authers {
         match Auther::build(&format!("authers[{}]", a.name), a) {
             Ok(x) => b.authers.push((a.name.clone(), Arc::new(x))),
@@ -425,7 +716,10 @@ pub fn named(kinds: &Kinds, cfg: &Config, opts: &BuildOpts) -> Result<Built, Bui
     }
     for h in &cfg.hops {
         if h.nodes.is_none() {
-            errs.push(BuildError::new(format!("hops[{}].nodes", h.name), "a top-level hop needs `nodes`"));
+            errs.push(BuildError::new(
+                format!("hops[{}].nodes", h.name),
+                "a top-level hop needs `nodes`",
+            ));
             continue;
         }
         match hop(kinds, &format!("hops[{}]", h.name), h, opts) {
@@ -450,47 +744,78 @@ pub fn named(kinds: &Kinds, cfg: &Config, opts: &BuildOpts) -> Result<Built, Bui
         if let Some(h) = &s.handler {
             if let Some(c) = h.chain.as_ref().filter(|c| !c.is_empty()) {
                 if !ignore && !chain_names.contains(&c.as_str()) {
-                    errs.push(BuildError::new(format!("{p}.handler.chain"), format!("chain {c:?} not found in chains[]")));
+                    errs.push(BuildError::new(
+                        format!("{p}.handler.chain"),
+                        format!("chain {c:?} not found in chains[]"),
+                    ));
                 }
             }
             for a in names(&h.auther, &h.authers) {
                 if !has(&b.authers, &a) && !cfg.authers.iter().any(|x| x.name == a) {
-                    errs.push(BuildError::new(format!("{p}.handler.auther"), format!("auther {a:?} not found in authers[]")));
+                    errs.push(BuildError::new(
+                        format!("{p}.handler.auther"),
+                        format!("auther {a:?} not found in authers[]"),
+                    ));
                 }
             }
         }
         for a in names(&s.admission, &s.admissions) {
             if !cfg.admissions.iter().any(|x| x.name == a) {
-                errs.push(BuildError::new(format!("{p}.admission"), format!("admission {a:?} not found in admissions[]")));
+                errs.push(BuildError::new(
+                    format!("{p}.admission"),
+                    format!("admission {a:?} not found in admissions[]"),
+                ));
             }
         }
         for a in names(&s.bypass, &s.bypasses) {
             if !cfg.bypasses.iter().any(|x| x.name == a) {
-                errs.push(BuildError::new(format!("{p}.bypass"), format!("bypass {a:?} not found in bypasses[]")));
+                errs.push(BuildError::new(
+                    format!("{p}.bypass"),
+                    format!("bypass {a:?} not found in bypasses[]"),
+                ));
             }
         }
         if let Some(h) = s.hosts.as_ref().filter(|h| !h.is_empty()) {
             if !cfg.hosts.iter().any(|x| &x.name == h) {
-                errs.push(BuildError::new(format!("{p}.hosts"), format!("hosts {h:?} not found in hosts[]")));
+                errs.push(BuildError::new(
+                    format!("{p}.hosts"),
+                    format!("hosts {h:?} not found in hosts[]"),
+                ));
             }
         }
         if let Some(r) = s.resolver.as_ref().filter(|r| !r.is_empty()) {
             if !cfg.resolvers.iter().any(|x| &x.name == r) {
-                errs.push(BuildError::new(format!("{p}.resolver"), format!("resolver {r:?} not found in resolvers[]")));
+                errs.push(BuildError::new(
+                    format!("{p}.resolver"),
+                    format!("resolver {r:?} not found in resolvers[]"),
+                ));
             }
         }
         if let Some(f) = &s.forwarder {
             if let Some(h) = f.hop.as_ref().or(f.name.as_ref()).filter(|n| !n.is_empty()) {
                 if !cfg.hops.iter().any(|x| &x.name == h) {
-                    errs.push(BuildError::new(format!("{p}.forwarder.hop"), format!("hop {h:?} not found in hops[]")));
+                    errs.push(BuildError::new(
+                        format!("{p}.forwarder.hop"),
+                        format!("hop {h:?} not found in hops[]"),
+                    ));
                 }
             }
         }
     }
     for c in &cfg.chains {
         for h in &c.hops {
-            if h.nodes.is_none() && h.plugin.is_none() && !h.name.is_empty() && !cfg.hops.iter().any(|x| x.name == h.name) {
-                errs.push(BuildError::new(format!("chains[{}].hops[{}]", c.name, h.name), format!("hop {:?} not found in hops[] (inline hops need `nodes`)", h.name)));
+            if h.nodes.is_none()
+                && h.plugin.is_none()
+                && !h.name.is_empty()
+                && !cfg.hops.iter().any(|x| x.name == h.name)
+            {
+                errs.push(BuildError::new(
+                    format!("chains[{}].hops[{}]", c.name, h.name),
+                    format!(
+                        "hop {:?} not found in hops[] (inline hops need `nodes`)",
+                        h.name
+                    ),
+                ));
             }
         }
     }

@@ -45,7 +45,12 @@ pub trait Connector: Send + Sync {
         Ok(conn)
     }
     /// Asks the node to open `network` (`tcp`/`udp`) to `addr`.
-    async fn connect(&self, conn: BoxStream, network: &str, addr: &str) -> Result<Outbound, DialError>;
+    async fn connect(
+        &self,
+        conn: BoxStream,
+        network: &str,
+        addr: &str,
+    ) -> Result<Outbound, DialError>;
 }
 
 /// Failure marker of a node (or chain): a count and the time of the last failure.
@@ -118,8 +123,13 @@ impl Selector {
     pub fn new(strategy: Strategy, max_fails: i64, fail_timeout: Option<Duration>) -> Selector {
         Selector {
             strategy,
-            max_fails: u32::try_from(max_fails).ok().filter(|m| *m > 0).unwrap_or(1),
-            fail_timeout: fail_timeout.filter(|d| !d.is_zero()).unwrap_or(Duration::from_secs(10)),
+            max_fails: u32::try_from(max_fails)
+                .ok()
+                .filter(|m| *m > 0)
+                .unwrap_or(1),
+            fail_timeout: fail_timeout
+                .filter(|d| !d.is_zero())
+                .unwrap_or(Duration::from_secs(10)),
             counter: AtomicUsize::new(0),
         }
     }
@@ -174,7 +184,10 @@ pub struct Node {
 
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Node").field("name", &self.name).field("addr", &self.addr).finish()
+        f.debug_struct("Node")
+            .field("name", &self.name)
+            .field("addr", &self.addr)
+            .finish()
     }
 }
 
@@ -215,12 +228,20 @@ impl Hop {
         if eligible.is_empty() {
             return None;
         }
-        let healthy: Vec<&Arc<Node>> = eligible.iter().copied().filter(|n| !self.is_failed(n)).collect();
+        let healthy: Vec<&Arc<Node>> = eligible
+            .iter()
+            .copied()
+            .filter(|n| !self.is_failed(n))
+            .collect();
         if healthy.is_empty() {
             return eligible.first().map(|n| Arc::clone(n));
         }
         let primaries: Vec<&Arc<Node>> = healthy.iter().copied().filter(|n| !n.backup).collect();
-        let list = if primaries.is_empty() { healthy } else { primaries };
+        let list = if primaries.is_empty() {
+            healthy
+        } else {
+            primaries
+        };
         let pick = match self.selector.strategy {
             Strategy::Round => {
                 let n = self.selector.counter.fetch_add(1, Ordering::Relaxed);
@@ -279,7 +300,10 @@ impl Chain {
             let hop = match h {
                 HopRef::Inline(h) => Arc::clone(h),
                 HopRef::Named(n) => store.hops.get(n).ok_or_else(|| {
-                    DialError::Config(format!("chain {}: hop {n} not found (refusing to go direct)", self.name))
+                    DialError::Config(format!(
+                        "chain {}: hop {n} not found (refusing to go direct)",
+                        self.name
+                    ))
                 })?,
             };
             match hop.select(store, ctx) {
@@ -293,7 +317,13 @@ impl Chain {
 
 /// Resolves a node's address with its hosts/resolver (system resolution is left to the dialer).
 async fn resolve_node_addr(store: &Store, node: &Node) -> Result<String, DialError> {
-    crate::router::resolve_with(store, node.hosts.as_deref(), node.resolver.as_deref(), &node.addr).await
+    crate::router::resolve_with(
+        store,
+        node.hosts.as_deref(),
+        node.resolver.as_deref(),
+        &node.addr,
+    )
+    .await
 }
 
 /// Connects through a route and asks the last node for `network`/`target`.
@@ -307,7 +337,9 @@ pub async fn connect_route(
     let Some((first, rest)) = route.split_first() else {
         return Err(DialError::Config("empty route".into()));
     };
-    let a0 = resolve_node_addr(store, first).await.inspect_err(|_| first.marker.mark())?;
+    let a0 = resolve_node_addr(store, first)
+        .await
+        .inspect_err(|_| first.marker.mark())?;
     let step = async {
         let c = first.dialer.dial(&a0, opts).await?;
         let c = first.dialer.handshake(c, &a0).await?;
@@ -320,12 +352,17 @@ pub async fn connect_route(
         }
         Err(e) => {
             first.marker.mark();
-            return Err(DialError::io(format!("node {} ({})", first.name, first.addr), e));
+            return Err(DialError::io(
+                format!("node {} ({})", first.name, first.addr),
+                e,
+            ));
         }
     };
     let mut prev = first;
     for node in rest {
-        let ak = resolve_node_addr(store, node).await.inspect_err(|_| node.marker.mark())?;
+        let ak = resolve_node_addr(store, node)
+            .await
+            .inspect_err(|_| node.marker.mark())?;
         let next = match prev.connector.connect(conn, "tcp", &ak).await {
             Ok(o) => o.into_stream().map_err(|e| DialError::io(&ak, e)),
             Err(e) => Err(e),
@@ -348,7 +385,10 @@ pub async fn connect_route(
             }
             Err(e) => {
                 node.marker.mark();
-                return Err(DialError::io(format!("node {} ({})", node.name, node.addr), e));
+                return Err(DialError::io(
+                    format!("node {} ({})", node.name, node.addr),
+                    e,
+                ));
             }
         };
         prev = node;
@@ -404,13 +444,19 @@ mod tests {
     #[test]
     fn round_robin_distributes_evenly() {
         let store = Store::default();
-        let h = hop(Strategy::Round, vec![node("a", false), node("b", false), node("c", false)]);
+        let h = hop(
+            Strategy::Round,
+            vec![node("a", false), node("b", false), node("c", false)],
+        );
         let mut counts = std::collections::HashMap::new();
         for _ in 0..300 {
             let n = h.select(&store, &SelectCtx::default()).unwrap();
             *counts.entry(n.name.clone()).or_insert(0) += 1;
         }
-        assert_eq!(counts.values().copied().collect::<Vec<_>>(), vec![100, 100, 100]);
+        assert_eq!(
+            counts.values().copied().collect::<Vec<_>>(),
+            vec![100, 100, 100]
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -437,8 +483,14 @@ mod tests {
     #[test]
     fn hash_is_sticky_per_key_and_backup_only_as_fallback() {
         let store = Store::default();
-        let h = hop(Strategy::Hash, vec![node("a", false), node("b", false), node("c", false)]);
-        let ctx = SelectCtx { hash_key: Some("10.0.0.7".into()), ..Default::default() };
+        let h = hop(
+            Strategy::Hash,
+            vec![node("a", false), node("b", false), node("c", false)],
+        );
+        let ctx = SelectCtx {
+            hash_key: Some("10.0.0.7".into()),
+            ..Default::default()
+        };
         let first = h.select(&store, &ctx).unwrap().name.clone();
         for _ in 0..20 {
             assert_eq!(h.select(&store, &ctx).unwrap().name, first);

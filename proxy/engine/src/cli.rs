@@ -14,26 +14,61 @@ use crate::error::BuildError;
 
 /// GOST handler type strings (ours or not): a scheme word that is none of these means `auto`.
 const GOST_HANDLERS: &[&str] = &[
-    "auto", "http", "http2", "http3", "socks", "socks4", "socks4a", "socks5", "ss", "ssu", "relay", "sni", "tcp", "udp",
-    "forward", "rtcp", "rudp", "runix", "red", "redir", "redirect", "redu", "tun", "tap", "tungo", "dns", "sshd", "tunnel",
-    "router", "file", "serial", "unix", "api", "metrics", "masque",
+    "auto", "http", "http2", "http3", "socks", "socks4", "socks4a", "socks5", "ss", "ssu", "relay",
+    "sni", "tcp", "udp", "forward", "rtcp", "rudp", "runix", "red", "redir", "redirect", "redu",
+    "tun", "tap", "tungo", "dns", "sshd", "tunnel", "router", "file", "serial", "unix", "api",
+    "metrics", "masque",
 ];
 /// GOST listener type strings: a scheme word that is none of these means `tcp`.
 const GOST_LISTENERS: &[&str] = &[
-    "tcp", "udp", "tls", "mtls", "ws", "wss", "mws", "mwss", "http2", "h2", "h2c", "http3", "h3", "wt", "quic", "kcp", "grpc",
-    "pht", "phts", "ohttp", "otls", "ftcp", "mtcp", "dtls", "icmp", "icmp6", "ssh", "sshd", "tun", "tap", "tungo", "rtcp",
-    "rudp", "runix", "red", "redir", "redirect", "redu", "dns", "unix", "serial", "stdio",
+    "tcp", "udp", "tls", "mtls", "ws", "wss", "mws", "mwss", "http2", "h2", "h2c", "http3", "h3",
+    "wt", "quic", "kcp", "grpc", "pht", "phts", "ohttp", "otls", "ftcp", "mtcp", "dtls", "icmp",
+    "icmp6", "ssh", "sshd", "tun", "tap", "tungo", "rtcp", "rudp", "runix", "red", "redir",
+    "redirect", "redu", "dns", "unix", "serial", "stdio",
 ];
 /// GOST connector type strings.
 const GOST_CONNECTORS: &[&str] = &[
-    "http", "http2", "socks", "socks4", "socks4a", "socks5", "ss", "ssu", "relay", "forward", "tcp", "direct", "virtual",
-    "sni", "sshd", "tunnel", "router", "serial", "unix", "masque",
+    "http", "http2", "socks", "socks4", "socks4a", "socks5", "ss", "ssu", "relay", "forward",
+    "tcp", "direct", "virtual", "sni", "sshd", "tunnel", "router", "serial", "unix", "masque",
 ];
 /// GOST dialer type strings.
 const GOST_DIALERS: &[&str] = &[
-    "tcp", "udp", "tls", "mtls", "ws", "wss", "mws", "mwss", "http2", "h2", "h2c", "http3", "h3", "h3-masque", "wt", "quic",
-    "kcp", "grpc", "pht", "phts", "ohttp", "ohttps", "otls", "ftcp", "mtcp", "dtls", "icmp", "icmp6", "ssh", "sshd", "unix",
-    "serial", "utls", "direct", "virtual", "wg",
+    "tcp",
+    "udp",
+    "tls",
+    "mtls",
+    "ws",
+    "wss",
+    "mws",
+    "mwss",
+    "http2",
+    "h2",
+    "h2c",
+    "http3",
+    "h3",
+    "h3-masque",
+    "wt",
+    "quic",
+    "kcp",
+    "grpc",
+    "pht",
+    "phts",
+    "ohttp",
+    "ohttps",
+    "otls",
+    "ftcp",
+    "mtcp",
+    "dtls",
+    "icmp",
+    "icmp6",
+    "ssh",
+    "sshd",
+    "unix",
+    "serial",
+    "utls",
+    "direct",
+    "virtual",
+    "wg",
 ];
 
 /// Counters for generated object names.
@@ -61,7 +96,9 @@ fn cli_err(flag: &str, url: &str, msg: impl Into<String>) -> BuildError {
 }
 
 fn pct_decode(s: &str) -> String {
-    percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().to_string()
+    percent_encoding::percent_decode_str(&s.replace('+', " "))
+        .decode_utf8_lossy()
+        .to_string()
 }
 
 fn split_url(flag: &str, raw: &str) -> Result<Parts, BuildError> {
@@ -69,7 +106,9 @@ fn split_url(flag: &str, raw: &str) -> Result<Parts, BuildError> {
     if s.starts_with(':') || !s.contains("://") {
         s = format!("auto://{s}");
     }
-    let (scheme, rest) = s.split_once("://").ok_or_else(|| cli_err(flag, raw, "missing scheme"))?;
+    let (scheme, rest) = s
+        .split_once("://")
+        .ok_or_else(|| cli_err(flag, raw, "missing scheme"))?;
     let (before_q, query) = match rest.split_once('?') {
         Some((a, q)) => (a, q),
         None => (rest, ""),
@@ -106,18 +145,34 @@ fn split_url(flag: &str, raw: &str) -> Result<Parts, BuildError> {
     if scheme == "https" {
         scheme = "http+tls".into();
     }
-    Ok(Parts { scheme, user, host, path: path.to_string(), query: q })
+    Ok(Parts {
+        scheme,
+        user,
+        host,
+        path: path.to_string(),
+        query: q,
+    })
 }
 
 /// Expands `host:a-b` into one address per port.
 fn expand_ports(flag: &str, url: &str, addr: &str) -> Result<Vec<String>, BuildError> {
-    let Some(i) = addr.rfind(':') else { return Ok(vec![addr.to_string()]) };
+    let Some(i) = addr.rfind(':') else {
+        return Ok(vec![addr.to_string()]);
+    };
     let (host, ports) = (&addr[..i], &addr[i + 1..]);
     if let Some((a, b)) = ports.split_once('-') {
-        let a: u16 = a.parse().map_err(|_| cli_err(flag, url, format!("invalid port range {ports:?}")))?;
-        let b: u16 = b.parse().map_err(|_| cli_err(flag, url, format!("invalid port range {ports:?}")))?;
+        let a: u16 = a
+            .parse()
+            .map_err(|_| cli_err(flag, url, format!("invalid port range {ports:?}")))?;
+        let b: u16 = b
+            .parse()
+            .map_err(|_| cli_err(flag, url, format!("invalid port range {ports:?}")))?;
         if a > b || b - a > 1024 {
-            return Err(cli_err(flag, url, format!("invalid port range {ports:?} (min-max, at most 1025 ports)")));
+            return Err(cli_err(
+                flag,
+                url,
+                format!("invalid port range {ports:?} (min-max, at most 1025 ports)"),
+            ));
         }
         return Ok((a..=b).map(|p| format!("{host}:{p}")).collect());
     }
@@ -129,17 +184,25 @@ fn md_insert(m: &mut Metadata, k: &str, v: &str) {
 }
 
 fn take(q: &mut Vec<(String, String)>, keys: &[&str]) -> Option<String> {
-    let pos = q.iter().position(|(k, _)| keys.iter().any(|x| x.eq_ignore_ascii_case(k)))?;
+    let pos = q
+        .iter()
+        .position(|(k, _)| keys.iter().any(|x| x.eq_ignore_ascii_case(k)))?;
     Some(q.remove(pos).1)
 }
 
 fn get(q: &[(String, String)], keys: &[&str]) -> Option<String> {
-    q.iter().find(|(k, _)| keys.iter().any(|x| x.eq_ignore_ascii_case(k))).map(|(_, v)| v.clone())
+    q.iter()
+        .find(|(k, _)| keys.iter().any(|x| x.eq_ignore_ascii_case(k)))
+        .map(|(_, v)| v.clone())
 }
 
 fn auth_from(parts: &Parts) -> Option<AuthConfig> {
     if let Some((u, p)) = &parts.user {
-        return Some(AuthConfig { username: u.clone(), password: p.clone().unwrap_or_default(), file: None });
+        return Some(AuthConfig {
+            username: u.clone(),
+            password: p.clone().unwrap_or_default(),
+            file: None,
+        });
     }
     let a = get(&parts.query, &["auth"])?;
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -148,7 +211,11 @@ fn auth_from(parts: &Parts) -> Option<AuthConfig> {
         .ok()?;
     let s = String::from_utf8(raw).ok()?;
     let (u, p) = s.split_once(':').unwrap_or((s.as_str(), ""));
-    Some(AuthConfig { username: u.to_string(), password: p.to_string(), file: None })
+    Some(AuthConfig {
+        username: u.to_string(),
+        password: p.to_string(),
+        file: None,
+    })
 }
 
 fn selector_from(q: &[(String, String)]) -> Result<Option<SelectorConfig>, String> {
@@ -159,17 +226,26 @@ fn selector_from(q: &[(String, String)]) -> Result<Option<SelectorConfig>, Strin
         return Ok(None);
     }
     let max_fails = match max_fails {
-        Some(m) => m.parse::<i64>().map_err(|_| format!("maxFails={m:?} is not an integer"))?,
+        Some(m) => m
+            .parse::<i64>()
+            .map_err(|_| format!("maxFails={m:?} is not an integer"))?,
         None => 1,
     };
     let fail_timeout = match fail_timeout {
         Some(f) => {
-            let d = f.parse::<u64>().map(std::time::Duration::from_secs).or_else(|_| gost_config::parse_go_duration(&f));
+            let d = f
+                .parse::<u64>()
+                .map(std::time::Duration::from_secs)
+                .or_else(|_| gost_config::parse_go_duration(&f));
             GoDuration(d.map_err(|e| format!("failTimeout: {e}"))?)
         }
         None => GoDuration(std::time::Duration::from_secs(30)),
     };
-    Ok(Some(SelectorConfig { strategy: strategy.unwrap_or_else(|| "round".into()), max_fails, fail_timeout: Some(fail_timeout) }))
+    Ok(Some(SelectorConfig {
+        strategy: strategy.unwrap_or_else(|| "round".into()),
+        max_fails,
+        fail_timeout: Some(fail_timeout),
+    }))
 }
 
 fn matcher_list(name: String, v: &str) -> MatcherListConfig {
@@ -180,9 +256,22 @@ fn matcher_list(name: String, v: &str) -> MatcherListConfig {
     MatcherListConfig {
         name,
         whitelist: white,
-        matchers: list.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+        matchers: list
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
         ..Default::default()
     }
+}
+
+/// Names of the objects extracted from query parameters.
+#[derive(Default)]
+struct Extracted {
+    admission: Option<String>,
+    bypass: Option<String>,
+    resolver: Option<String>,
+    hosts: Option<String>,
 }
 
 /// Objects extracted from query parameters into the top-level config.
@@ -192,7 +281,7 @@ fn extract_objects(
     q: &[(String, String)],
     names: &mut Names,
     cfg: &mut Config,
-) -> Result<(Option<String>, Option<String>, Option<String>, Option<String>), BuildError> {
+) -> Result<Extracted, BuildError> {
     let mut admission = None;
     let mut bypass = None;
     let mut resolver = None;
@@ -218,7 +307,11 @@ fn extract_objects(
             nameservers: v
                 .split(',')
                 .filter(|s| !s.is_empty())
-                .map(|a| NameserverConfig { addr: a.trim().to_string(), prefer: prefer.clone(), ..Default::default() })
+                .map(|a| NameserverConfig {
+                    addr: a.trim().to_string(),
+                    prefer: prefer.clone(),
+                    ..Default::default()
+                })
                 .collect(),
             plugin: None,
         });
@@ -229,25 +322,79 @@ fn extract_objects(
         names.hosts += 1;
         let mut mappings = Vec::new();
         for m in v.split(',').filter(|s| !s.is_empty()) {
-            let (h, ip) = m.split_once(':').ok_or_else(|| cli_err(flag, url, format!("hosts entry {m:?} must be name:ip")))?;
-            mappings.push(HostMappingConfig { ip: ip.to_string(), hostname: h.to_string(), aliases: vec![] });
+            let (h, ip) = m
+                .split_once(':')
+                .ok_or_else(|| cli_err(flag, url, format!("hosts entry {m:?} must be name:ip")))?;
+            mappings.push(HostMappingConfig {
+                ip: ip.to_string(),
+                hostname: h.to_string(),
+                aliases: vec![],
+            });
         }
-        cfg.hosts.push(HostsConfig { name: n.clone(), mappings, ..Default::default() });
+        cfg.hosts.push(HostsConfig {
+            name: n.clone(),
+            mappings,
+            ..Default::default()
+        });
         hosts = Some(n);
     }
-    if ["limiter.in", "limiter.out", "limiter.conn.in", "limiter.conn.out", "climiter", "rlimiter"]
-        .iter()
-        .any(|k| get(q, &[k]).is_some())
+    if [
+        "limiter.in",
+        "limiter.out",
+        "limiter.conn.in",
+        "limiter.conn.out",
+        "climiter",
+        "rlimiter",
+    ]
+    .iter()
+    .any(|k| get(q, &[k]).is_some())
     {
         names.limiter += 1;
-        cfg.limiters = Some(Value::Array(vec![Value::String(format!("limiter-{}", names.limiter - 1))]));
+        cfg.limiters = Some(Value::Array(vec![Value::String(format!(
+            "limiter-{}",
+            names.limiter - 1
+        ))]));
     }
-    Ok((admission, bypass, resolver, hosts))
+    Ok(Extracted {
+        admission,
+        bypass,
+        resolver,
+        hosts,
+    })
 }
 
-const SERVICE_SCOPE_KEYS: &[&str] = &["interface", "so_mark", "proxyProtocol", "netns", "netns.out"];
-const LISTENER_TLS_KEYS: &[&str] = &["tls.certFile", "certFile", "cert", "tls.keyFile", "keyFile", "key", "tls.caFile", "caFile", "ca"];
-const EXTRACTED_HANDLER_KEYS: &[&str] = &["retries", "admission", "bypass", "resolver", "hosts", "prefer", "auth", "strategy", "maxFails", "max_fails", "failTimeout", "fail_timeout"];
+const SERVICE_SCOPE_KEYS: &[&str] = &[
+    "interface",
+    "so_mark",
+    "proxyProtocol",
+    "netns",
+    "netns.out",
+];
+const LISTENER_TLS_KEYS: &[&str] = &[
+    "tls.certFile",
+    "certFile",
+    "cert",
+    "tls.keyFile",
+    "keyFile",
+    "key",
+    "tls.caFile",
+    "caFile",
+    "ca",
+];
+const EXTRACTED_HANDLER_KEYS: &[&str] = &[
+    "retries",
+    "admission",
+    "bypass",
+    "resolver",
+    "hosts",
+    "prefer",
+    "auth",
+    "strategy",
+    "maxFails",
+    "max_fails",
+    "failTimeout",
+    "fail_timeout",
+];
 
 fn tls_from(q: &[(String, String)]) -> TlsConfig {
     TlsConfig {
@@ -259,45 +406,99 @@ fn tls_from(q: &[(String, String)]) -> TlsConfig {
 }
 
 /// Builds one or more services from a `-L` value.
-fn build_services(url: &str, names: &mut Names, cfg: &mut Config, chained: bool, prefix: &str, kinds: &crate::Kinds) -> Result<(), BuildError> {
+fn build_services(
+    url: &str,
+    names: &mut Names,
+    cfg: &mut Config,
+    chained: bool,
+    prefix: &str,
+    kinds: &crate::Kinds,
+) -> Result<(), BuildError> {
     let flag = "-L";
     let parts = split_url(flag, url)?;
     let (h, l) = match parts.scheme.split_once('+') {
         Some((h, l)) => (h.to_string(), l.to_string()),
         None => (parts.scheme.clone(), parts.scheme.clone()),
     };
-    let mut handler = if GOST_HANDLERS.contains(&h.as_str()) { h.clone() } else { "auto".into() };
-    let listener = if GOST_LISTENERS.contains(&l.as_str()) { l.clone() } else if handler == "ssu" { "udp".into() } else { "tcp".into() };
-    for (kind, name, ours) in [("handler", &handler, kinds.handlers.contains_key(handler.as_str())), ("listener", &listener, kinds.listeners.contains_key(listener.as_str()))] {
+    let mut handler = if GOST_HANDLERS.contains(&h.as_str()) {
+        h.clone()
+    } else {
+        "auto".into()
+    };
+    let listener = if GOST_LISTENERS.contains(&l.as_str()) {
+        l.clone()
+    } else if handler == "ssu" {
+        "udp".into()
+    } else {
+        "tcp".into()
+    };
+    for (kind, name, ours) in [
+        (
+            "handler",
+            &handler,
+            kinds.handlers.contains_key(handler.as_str()),
+        ),
+        (
+            "listener",
+            &listener,
+            kinds.listeners.contains_key(listener.as_str()),
+        ),
+    ] {
         if !ours {
-            let supported = if kind == "handler" { crate::component::list_names(&kinds.handlers) } else { crate::component::list_names(&kinds.listeners) };
-            if !(kind == "handler" && !GOST_HANDLERS.contains(&name.as_str())) {
-                return Err(cli_err(flag, url, format!("{kind} {name:?} is not supported by gost-proxy (supported: {supported})")));
-            }
+            let supported = if kind == "handler" {
+                crate::component::list_names(&kinds.handlers)
+            } else {
+                crate::component::list_names(&kinds.listeners)
+            };
+            return Err(cli_err(
+                flag,
+                url,
+                format!("{kind} {name:?} is not supported by gost-proxy (supported: {supported})"),
+            ));
         }
     }
     let mut targets = Vec::new();
-    for t in parts.path.trim_matches('/').split(',').filter(|t| !t.is_empty()) {
+    for t in parts
+        .path
+        .trim_matches('/')
+        .split(',')
+        .filter(|t| !t.is_empty())
+    {
         targets.extend(expand_ports(flag, url, t)?);
     }
     if !targets.is_empty() && handler != "relay" {
-        handler = if ["tcp", "udp", "rtcp", "rudp", "tun", "tap", "dns", "unix", "runix", "serial"].contains(&listener.as_str()) {
+        handler = if [
+            "tcp", "udp", "rtcp", "rudp", "tun", "tap", "dns", "unix", "runix", "serial",
+        ]
+        .contains(&listener.as_str())
+        {
             listener.clone()
         } else {
             "forward".into()
         };
         if !kinds.handlers.contains_key(handler.as_str()) {
-            return Err(cli_err(flag, url, format!("handler {handler:?} is not supported by gost-proxy")));
+            return Err(cli_err(
+                flag,
+                url,
+                format!("handler {handler:?} is not supported by gost-proxy"),
+            ));
         }
     }
     let addrs = expand_ports(flag, url, &parts.host)?;
     let mut q = parts.query.clone();
     let selector = selector_from(&q).map_err(|e| cli_err(flag, url, e))?;
     let retries = match get(&q, &["retries"]) {
-        Some(r) => r.parse::<i64>().map_err(|_| cli_err(flag, url, format!("retries={r:?} is not an integer")))?,
+        Some(r) => r
+            .parse::<i64>()
+            .map_err(|_| cli_err(flag, url, format!("retries={r:?} is not an integer")))?,
         None => 0,
     };
-    let (admission, bypass, resolver, hosts) = extract_objects(flag, url, &q, names, cfg)?;
+    let Extracted {
+        admission,
+        bypass,
+        resolver,
+        hosts,
+    } = extract_objects(flag, url, &q, names, cfg)?;
     let auth = auth_from(&parts);
     let tls = tls_from(&q);
     q.retain(|(k, _)| !LISTENER_TLS_KEYS.iter().any(|x| x.eq_ignore_ascii_case(k)) && k != "auth");
@@ -328,9 +529,7 @@ fn build_services(url: &str, names: &mut Names, cfg: &mut Config, chained: bool,
     }
     let reverse = ["rtcp", "rudp", "runix"].contains(&listener.as_str());
     for (i, addr) in addrs.iter().enumerate() {
-        let svc_targets: Vec<String> = if addrs.len() == 1 {
-            targets.clone()
-        } else if targets.len() == 1 {
+        let svc_targets: Vec<String> = if addrs.len() == 1 || targets.len() == 1 {
             targets.clone()
         } else {
             targets.get(i).cloned().into_iter().collect()
@@ -341,7 +540,11 @@ fn build_services(url: &str, names: &mut Names, cfg: &mut Config, chained: bool,
             nodes: svc_targets
                 .iter()
                 .enumerate()
-                .map(|(j, t)| ForwardNodeConfig { name: format!("{prefix}target-{j}"), addr: t.clone(), ..Default::default() })
+                .map(|(j, t)| ForwardNodeConfig {
+                    name: format!("{prefix}target-{j}"),
+                    addr: t.clone(),
+                    ..Default::default()
+                })
                 .collect(),
             ..Default::default()
         });
@@ -377,34 +580,78 @@ fn build_services(url: &str, names: &mut Names, cfg: &mut Config, chained: bool,
 }
 
 /// Builds hop `hop-<i>` of `chain-0` from a `-F` value.
-fn build_hop(i: usize, url: &str, names: &mut Names, cfg: &mut Config, kinds: &crate::Kinds) -> Result<HopConfig, BuildError> {
+fn build_hop(
+    i: usize,
+    url: &str,
+    names: &mut Names,
+    cfg: &mut Config,
+    kinds: &crate::Kinds,
+) -> Result<HopConfig, BuildError> {
     let flag = "-F";
     let parts = split_url(flag, url)?;
     let (c, d) = match parts.scheme.split_once('+') {
         Some((c, d)) => (c.to_string(), d.to_string()),
         None => (parts.scheme.clone(), parts.scheme.clone()),
     };
-    let connector = if GOST_CONNECTORS.contains(&c.as_str()) { c } else { "http".into() };
-    let dialer = if GOST_DIALERS.contains(&d.as_str()) { d } else { "tcp".into() };
+    let connector = if GOST_CONNECTORS.contains(&c.as_str()) {
+        c
+    } else {
+        "http".into()
+    };
+    let dialer = if GOST_DIALERS.contains(&d.as_str()) {
+        d
+    } else {
+        "tcp".into()
+    };
     if !kinds.connectors.contains_key(connector.as_str()) {
-        return Err(cli_err(flag, url, format!("connector {connector:?} is not supported by gost-proxy (supported: {})", crate::component::list_names(&kinds.connectors))));
+        return Err(cli_err(
+            flag,
+            url,
+            format!(
+                "connector {connector:?} is not supported by gost-proxy (supported: {})",
+                crate::component::list_names(&kinds.connectors)
+            ),
+        ));
     }
     if !kinds.dialers.contains_key(dialer.as_str()) {
-        return Err(cli_err(flag, url, format!("dialer {dialer:?} is not supported by gost-proxy (supported: {})", crate::component::list_names(&kinds.dialers))));
+        return Err(cli_err(
+            flag,
+            url,
+            format!(
+                "dialer {dialer:?} is not supported by gost-proxy (supported: {})",
+                crate::component::list_names(&kinds.dialers)
+            ),
+        ));
     }
     let mut q = parts.query.clone();
     let selector = selector_from(&q).map_err(|e| cli_err(flag, url, e))?;
-    let (_, bypass, resolver, hosts) = extract_objects(flag, url, &q, names, cfg)?;
+    let Extracted {
+        bypass,
+        resolver,
+        hosts,
+        ..
+    } = extract_objects(flag, url, &q, names, cfg)?;
     let auth = auth_from(&parts);
     let secure = get(&q, &["secure"]).is_some_and(|v| v == "true" || v == "1");
     let server_name = get(&q, &["tls.servername", "servername", "serverName"]);
     let mut tls = tls_from(&q);
     tls.secure = secure;
-    for k in ["auth", "secure", "tls.servername", "servername", "serverName"] {
+    for k in [
+        "auth",
+        "secure",
+        "tls.servername",
+        "servername",
+        "serverName",
+    ] {
         take(&mut q, &[k]);
     }
     q.retain(|(k, _)| !LISTENER_TLS_KEYS.iter().any(|x| x.eq_ignore_ascii_case(k)));
-    let (mut hmd, mut nmd, mut cmd, mut dmd) = (Metadata::new(), Metadata::new(), Metadata::new(), Metadata::new());
+    let (mut hmd, mut nmd, mut cmd, mut dmd) = (
+        Metadata::new(),
+        Metadata::new(),
+        Metadata::new(),
+        Metadata::new(),
+    );
     for (k, v) in &q {
         if let Some(x) = k.strip_prefix("hop.") {
             md_insert(&mut hmd, x, v);
@@ -416,7 +663,19 @@ fn build_hop(i: usize, url: &str, names: &mut Names, cfg: &mut Config, kinds: &c
             md_insert(&mut dmd, x, v);
         } else if ["interface", "so_mark", "proxyProtocol"].contains(&k.as_str()) {
             md_insert(&mut hmd, k, v);
-        } else if ["bypass", "resolver", "hosts", "prefer", "strategy", "maxFails", "max_fails", "failTimeout", "fail_timeout"].contains(&k.as_str()) {
+        } else if [
+            "bypass",
+            "resolver",
+            "hosts",
+            "prefer",
+            "strategy",
+            "maxFails",
+            "max_fails",
+            "failTimeout",
+            "fail_timeout",
+        ]
+        .contains(&k.as_str())
+        {
             continue;
         } else {
             md_insert(&mut hmd, k, v);
@@ -427,7 +686,9 @@ fn build_hop(i: usize, url: &str, names: &mut Names, cfg: &mut Config, kinds: &c
     }
     let mut nodes = Vec::new();
     for (j, addr) in parts.host.split(',').filter(|a| !a.is_empty()).enumerate() {
-        let host = crate::addr::split_host_port(addr).map(|(h, _)| h.to_string()).unwrap_or_default();
+        let host = crate::addr::split_host_port(addr)
+            .map(|(h, _)| h.to_string())
+            .unwrap_or_default();
         let mut ntls = tls.clone();
         if let Some(sn) = &server_name {
             ntls.server_name = sn.clone();
@@ -438,8 +699,18 @@ fn build_hop(i: usize, url: &str, names: &mut Names, cfg: &mut Config, kinds: &c
         nodes.push(NodeConfig {
             name: format!("node-{j}"),
             addr: addr.to_string(),
-            connector: Some(ConnectorConfig { kind: connector.clone(), auth: auth.clone(), metadata: cmd.clone(), ..Default::default() }),
-            dialer: Some(DialerConfig { kind: dialer.clone(), tls: dtls, metadata: dmd.clone(), ..Default::default() }),
+            connector: Some(ConnectorConfig {
+                kind: connector.clone(),
+                auth: auth.clone(),
+                metadata: cmd.clone(),
+                ..Default::default()
+            }),
+            dialer: Some(DialerConfig {
+                kind: dialer.clone(),
+                tls: dtls,
+                metadata: dmd.clone(),
+                ..Default::default()
+            }),
             metadata: nmd.clone(),
             ..Default::default()
         });
@@ -447,7 +718,16 @@ fn build_hop(i: usize, url: &str, names: &mut Names, cfg: &mut Config, kinds: &c
     if nodes.is_empty() {
         return Err(cli_err(flag, url, "node address is required (host:port)"));
     }
-    Ok(HopConfig { name: format!("hop-{i}"), selector, bypass, resolver, hosts, nodes: Some(nodes), metadata: hmd, ..Default::default() })
+    Ok(HopConfig {
+        name: format!("hop-{i}"),
+        selector,
+        bypass,
+        resolver,
+        hosts,
+        nodes: Some(nodes),
+        metadata: hmd,
+        ..Default::default()
+    })
 }
 
 /// `-api` value → `api:` object.
@@ -456,8 +736,13 @@ pub fn api_from_flag(v: &str) -> Result<ApiConfig, BuildError> {
     Ok(ApiConfig {
         addr: p.host,
         path_prefix: get(&p.query, &["pathPrefix"]).unwrap_or_default(),
-        accesslog: get(&p.query, &["accesslog", "accessLog"]).is_some_and(|v| v == "true" || v == "1"),
-        auth: p.user.map(|(u, pw)| AuthConfig { username: u, password: pw.unwrap_or_default(), file: None }),
+        accesslog: get(&p.query, &["accesslog", "accessLog"])
+            .is_some_and(|v| v == "true" || v == "1"),
+        auth: p.user.map(|(u, pw)| AuthConfig {
+            username: u,
+            password: pw.unwrap_or_default(),
+            file: None,
+        }),
         auther: None,
     })
 }
@@ -468,14 +753,23 @@ pub fn metrics_from_flag(v: &str) -> Result<MetricsConfig, BuildError> {
     Ok(MetricsConfig {
         addr: p.host,
         path: get(&p.query, &["path"]).unwrap_or_default(),
-        auth: p.user.map(|(u, pw)| AuthConfig { username: u, password: pw.unwrap_or_default(), file: None }),
+        auth: p.user.map(|(u, pw)| AuthConfig {
+            username: u,
+            password: pw.unwrap_or_default(),
+            file: None,
+        }),
         auther: None,
     })
 }
 
 /// Builds the CLI part of the config from `-L` and `-F` values. `gost_id` is set in the
 /// children of a `--` multi-process run and prefixes generated names with `go-<id>@`.
-pub fn build(services: &[String], nodes: &[String], gost_id: Option<&str>, kinds: &crate::Kinds) -> Result<Config, BuildError> {
+pub fn build(
+    services: &[String],
+    nodes: &[String],
+    gost_id: Option<&str>,
+    kinds: &crate::Kinds,
+) -> Result<Config, BuildError> {
     let mut cfg = Config::default();
     let mut names = Names::default();
     let prefix = gost_id.map(|i| format!("go-{i}@")).unwrap_or_default();
@@ -484,7 +778,11 @@ pub fn build(services: &[String], nodes: &[String], gost_id: Option<&str>, kinds
         for (i, n) in nodes.iter().enumerate() {
             hops.push(build_hop(i, n, &mut names, &mut cfg, kinds)?);
         }
-        cfg.chains.push(ChainConfig { name: "chain-0".into(), hops, ..Default::default() });
+        cfg.chains.push(ChainConfig {
+            name: "chain-0".into(),
+            hops,
+            ..Default::default()
+        });
     }
     for s in services {
         build_services(s, &mut names, &mut cfg, !nodes.is_empty(), &prefix, kinds)?;
@@ -502,7 +800,16 @@ mod tests {
 
     #[test]
     fn defaults_and_schemes() {
-        let c = build(&[":8080".into(), "socks5://u:p@127.0.0.1:1080?udp=true".into()], &[], None, &k()).unwrap();
+        let c = build(
+            &[
+                ":8080".into(),
+                "socks5://u:p@127.0.0.1:1080?udp=true".into(),
+            ],
+            &[],
+            None,
+            &k(),
+        )
+        .unwrap();
         assert_eq!(c.services[0].name, "service-0");
         assert_eq!(c.services[0].handler.as_ref().unwrap().kind, "auto");
         assert_eq!(c.services[0].listener.as_ref().unwrap().kind, "tcp");
@@ -516,11 +823,26 @@ mod tests {
 
     #[test]
     fn forward_targets_and_port_ranges() {
-        let c = build(&["tcp://:8000-8002/10.0.0.1:9000-9002".into()], &[], None, &k()).unwrap();
+        let c = build(
+            &["tcp://:8000-8002/10.0.0.1:9000-9002".into()],
+            &[],
+            None,
+            &k(),
+        )
+        .unwrap();
         assert_eq!(c.services.len(), 3);
         assert_eq!(c.services[2].addr, ":8002");
-        assert_eq!(c.services[2].forwarder.as_ref().unwrap().nodes[0].addr, "10.0.0.1:9002");
-        let c = build(&["tcp://:8080/a:1,b:2?strategy=fifo".into()], &[], None, &k()).unwrap();
+        assert_eq!(
+            c.services[2].forwarder.as_ref().unwrap().nodes[0].addr,
+            "10.0.0.1:9002"
+        );
+        let c = build(
+            &["tcp://:8080/a:1,b:2?strategy=fifo".into()],
+            &[],
+            None,
+            &k(),
+        )
+        .unwrap();
         let f = c.services[0].forwarder.as_ref().unwrap();
         assert_eq!(f.nodes.len(), 2);
         assert_eq!(f.selector.as_ref().unwrap().strategy, "fifo");
@@ -530,14 +852,23 @@ mod tests {
     #[test]
     fn chain_from_f_and_ignore_chain() {
         let c = build(
-            &["http://:8080".into(), "socks5://:1080?ignoreChain=true".into()],
-            &["socks5://u:p@127.0.0.1:1081,127.0.0.1:1082?bypass=~.corp".into(), "http://h:1".into()],
+            &[
+                "http://:8080".into(),
+                "socks5://:1080?ignoreChain=true".into(),
+            ],
+            &[
+                "socks5://u:p@127.0.0.1:1081,127.0.0.1:1082?bypass=~.corp".into(),
+                "http://h:1".into(),
+            ],
             Some("1"),
             &k(),
         )
         .unwrap();
         assert_eq!(c.services[0].name, "go-1@service-0");
-        assert_eq!(c.services[0].handler.as_ref().unwrap().chain.as_deref(), Some("chain-0"));
+        assert_eq!(
+            c.services[0].handler.as_ref().unwrap().chain.as_deref(),
+            Some("chain-0")
+        );
         let hop0 = &c.chains[0].hops[0];
         assert_eq!(hop0.nodes.as_ref().unwrap().len(), 2);
         assert_eq!(hop0.bypass.as_deref(), Some("bypass-0"));

@@ -124,6 +124,8 @@ pub struct NodeOpts {
 pub type HandlerFactory = fn(&HandlerOpts) -> Result<Arc<dyn Handler>, BuildError>;
 /// Binds a listener.
 pub type ListenerFactory = fn(&ListenerOpts) -> Result<Arc<dyn Listener>, BuildError>;
+/// Validates a listener's options without binding.
+pub type ListenerCheck = fn(&ListenerOpts) -> Result<(), BuildError>;
 /// Builds a connector.
 pub type ConnectorFactory = fn(&NodeOpts) -> Result<Arc<dyn Connector>, BuildError>;
 /// Builds a dialer.
@@ -134,8 +136,8 @@ pub type DialerFactory = fn(&NodeOpts) -> Result<Arc<dyn Dialer>, BuildError>;
 pub struct Kinds {
     /// Handlers.
     pub handlers: BTreeMap<&'static str, HandlerFactory>,
-    /// Listeners.
-    pub listeners: BTreeMap<&'static str, ListenerFactory>,
+    /// Listeners: (validate, bind).
+    pub listeners: BTreeMap<&'static str, (ListenerCheck, ListenerFactory)>,
     /// Connectors.
     pub connectors: BTreeMap<&'static str, ConnectorFactory>,
     /// Dialers.
@@ -161,8 +163,8 @@ impl Kinds {
         insert(&mut self.handlers, "handler", name, f);
     }
     /// Registers a listener type.
-    pub fn listener(&mut self, name: &'static str, f: ListenerFactory) {
-        insert(&mut self.listeners, "listener", name, f);
+    pub fn listener(&mut self, name: &'static str, check: ListenerCheck, f: ListenerFactory) {
+        insert(&mut self.listeners, "listener", name, (check, f));
     }
     /// Registers a connector type.
     pub fn connector(&mut self, name: &'static str, f: ConnectorFactory) {

@@ -14,8 +14,12 @@ use crate::error::BuildError;
 pub fn credentials(o: &NodeOpts) -> Result<Option<(String, String)>, BuildError> {
     let Some(a) = &o.auth else { return Ok(None) };
     if let Some(f) = &a.file {
-        let text = std::fs::read_to_string(f)
-            .map_err(|e| BuildError::new(format!("{}.auth.file", o.path), format!("cannot read {f:?}: {e}")))?;
+        let text = std::fs::read_to_string(f).map_err(|e| {
+            BuildError::new(
+                format!("{}.auth.file", o.path),
+                format!("cannot read {f:?}: {e}"),
+            )
+        })?;
         for l in text.lines() {
             let l = l.trim();
             if l.is_empty() || l.starts_with('#') {
@@ -35,12 +39,19 @@ pub fn credentials(o: &NodeOpts) -> Result<Option<(String, String)>, BuildError>
 
 /// The exchange timeout (`timeout` metadata), default 15 s.
 pub fn timeout(o: &NodeOpts) -> Result<Duration, BuildError> {
-    Ok(o.md.duration(&["timeout", "connectTimeout"])?.filter(|d| !d.is_zero()).unwrap_or(Duration::from_secs(15)))
+    Ok(o.md
+        .duration(&["timeout", "connectTimeout"])?
+        .filter(|d| !d.is_zero())
+        .unwrap_or(Duration::from_secs(15)))
 }
 
 /// Runs `f` under `t`, turning expiry into a timed-out I/O error.
-pub async fn bounded<T>(t: Duration, what: &str, f: impl std::future::Future<Output = std::io::Result<T>>) -> std::io::Result<T> {
-    tokio::time::timeout(t, f)
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, format!("{what}: timed out")))?
+pub async fn bounded<T>(
+    t: Duration,
+    what: &str,
+    f: impl std::future::Future<Output = std::io::Result<T>>,
+) -> std::io::Result<T> {
+    tokio::time::timeout(t, f).await.map_err(|_| {
+        std::io::Error::new(std::io::ErrorKind::TimedOut, format!("{what}: timed out"))
+    })?
 }

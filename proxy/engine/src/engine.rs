@@ -35,7 +35,11 @@ pub struct EngineOpts {
 
 impl Default for EngineOpts {
     fn default() -> Self {
-        EngineOpts { strict: false, drain: Duration::from_secs(30), metrics_client_label: true }
+        EngineOpts {
+            strict: false,
+            drain: Duration::from_secs(30),
+            metrics_client_label: true,
+        }
     }
 }
 
@@ -103,7 +107,9 @@ impl Engine {
     }
 
     fn build_opts(&self) -> BuildOpts {
-        BuildOpts { strict: self.opts.strict }
+        BuildOpts {
+            strict: self.opts.strict,
+        }
     }
 
     /// Validates a config without touching the running one.
@@ -135,7 +141,10 @@ impl Engine {
         let built = build::named(&self.kinds, &cfg, &self.build_opts())?;
         // Validate services against a scratch store holding the new named objects.
         let scratch = Arc::new(Store::default());
-        install(&scratch, build::named(&self.kinds, &cfg, &self.build_opts())?);
+        install(
+            &scratch,
+            build::named(&self.kinds, &cfg, &self.build_opts())?,
+        );
         let mut errs = Vec::new();
         for s in &cfg.services {
             if let Err(e) = build::service(&self.kinds, s, &scratch, &self.build_opts()) {
@@ -147,11 +156,14 @@ impl Engine {
         }
         install(&self.store, built);
         let mut report = ApplyReport::default();
-        let wanted: BTreeMap<&str, &gost_config::ServiceConfig> = cfg.services.iter().map(|s| (s.name.as_str(), s)).collect();
+        let wanted: BTreeMap<&str, &gost_config::ServiceConfig> =
+            cfg.services.iter().map(|s| (s.name.as_str(), s)).collect();
         // Close removed and changed services first (frees their ports).
         let mut closing = Vec::new();
         for name in running.keys().cloned().collect::<Vec<_>>() {
-            let keep = wanted.get(name.as_str()).is_some_and(|w| same_service(w, &running[&name].raw));
+            let keep = wanted
+                .get(name.as_str())
+                .is_some_and(|w| same_service(w, &running[&name].raw));
             if !keep {
                 if let Some(r) = running.remove(&name) {
                     if wanted.contains_key(name.as_str()) {
@@ -198,17 +210,30 @@ impl Engine {
         let svc = plan.start(&self.metrics, &self.build_opts())?;
         svc.pre_up().await;
         let task = tokio::spawn(Arc::clone(&svc).serve());
-        Ok(Running { svc, raw: c.clone(), task })
+        Ok(Running {
+            svc,
+            raw: c.clone(),
+            task,
+        })
     }
 
     /// Running services by name.
     pub async fn services(&self) -> Vec<Arc<Service>> {
-        self.services.lock().await.values().map(|r| Arc::clone(&r.svc)).collect()
+        self.services
+            .lock()
+            .await
+            .values()
+            .map(|r| Arc::clone(&r.svc))
+            .collect()
     }
 
     /// Whether every service is accepting (after its `postUp`).
     pub async fn ready(&self) -> bool {
-        self.services.lock().await.values().all(|r| r.svc.is_ready())
+        self.services
+            .lock()
+            .await
+            .values()
+            .all(|r| r.svc.is_ready())
     }
 
     /// Graceful shutdown: `preDown` for all, listeners closed at once, connections drain until
@@ -217,13 +242,27 @@ impl Engine {
         let mut running = self.services.lock().await;
         let all: Vec<Running> = std::mem::take(&mut *running).into_values().collect();
         futures_join_all(all.iter().map(|r| async move {
-            r.svc.hooks().run(crate::hooks::Phase::PreDown, &r.svc.name, &r.svc.local_addr().to_string()).await;
+            r.svc
+                .hooks()
+                .run(
+                    crate::hooks::Phase::PreDown,
+                    &r.svc.name,
+                    &r.svc.local_addr().to_string(),
+                )
+                .await;
             r.svc.stop_listening();
         }))
         .await;
         futures_join_all(all.iter().map(|r| r.svc.drain(deadline))).await;
         for r in all {
-            r.svc.hooks().run(crate::hooks::Phase::PostDown, &r.svc.name, &r.svc.local_addr().to_string()).await;
+            r.svc
+                .hooks()
+                .run(
+                    crate::hooks::Phase::PostDown,
+                    &r.svc.name,
+                    &r.svc.local_addr().to_string(),
+                )
+                .await;
             let _ = r.task.await;
         }
     }

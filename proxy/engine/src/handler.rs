@@ -25,11 +25,31 @@ pub struct Common {
 impl Common {
     /// Reads the shared keys from handler metadata.
     pub fn parse(o: &HandlerOpts) -> Result<Common, BuildError> {
-        let read_timeout = o.md.duration(&["readTimeout"])?.filter(|d| !d.is_zero()).unwrap_or(Duration::from_secs(15));
+        let read_timeout =
+            o.md.duration(&["readTimeout"])?
+                .filter(|d| !d.is_zero())
+                .unwrap_or(Duration::from_secs(15));
         let idle_timeout = o.md.duration(&["idleTimeout"])?.filter(|d| !d.is_zero());
         let hash_by_host = o.md.string(&["hash"])?.is_some_and(|h| h == "host");
-        o.md.mark_known(&["retries", "sniffing", "sniffing.timeout", "observer.period", "observer.resetTraffic", "limiter.refreshInterval", "limiter.cleanupInterval", "skipauth", "bypass", "admission", "resolver", "hosts"]);
-        Ok(Common { read_timeout, idle_timeout, hash_by_host })
+        o.md.mark_known(&[
+            "retries",
+            "sniffing",
+            "sniffing.timeout",
+            "observer.period",
+            "observer.resetTraffic",
+            "limiter.refreshInterval",
+            "limiter.cleanupInterval",
+            "skipauth",
+            "bypass",
+            "admission",
+            "resolver",
+            "hosts",
+        ]);
+        Ok(Common {
+            read_timeout,
+            idle_timeout,
+            hash_by_host,
+        })
     }
 
     /// Key for the `hash` selector strategy: client id, target host or client IP.

@@ -97,10 +97,24 @@ impl Hooks {
     }
 }
 
-async fn run_one(cmd: &str, phase: Phase, service: &str, addr: &str, timeout: Duration) -> Result<(), String> {
-    let argv = shlex::split(cmd).ok_or_else(|| "cannot parse command line (unbalanced quotes?)".to_string())?;
-    let Some((prog, args)) = argv.split_first() else { return Ok(()) };
-    tracing::info!(service, phase = phase.as_str(), command = cmd, "running hook");
+async fn run_one(
+    cmd: &str,
+    phase: Phase,
+    service: &str,
+    addr: &str,
+    timeout: Duration,
+) -> Result<(), String> {
+    let argv = shlex::split(cmd)
+        .ok_or_else(|| "cannot parse command line (unbalanced quotes?)".to_string())?;
+    let Some((prog, args)) = argv.split_first() else {
+        return Ok(());
+    };
+    tracing::info!(
+        service,
+        phase = phase.as_str(),
+        command = cmd,
+        "running hook"
+    );
     let mut child = tokio::process::Command::new(prog)
         .args(args)
         .env("KUBEGOST_SERVICE", service)

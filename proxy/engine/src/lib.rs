@@ -43,8 +43,8 @@ pub use engine::{Engine, EngineOpts};
 
 /// Registers every built-in component type: the one explicit list.
 pub fn register_all(k: &mut Kinds) {
-    k.listener("tcp", listener::tcp::new);
-    k.listener("udp", listener::udp::new);
+    k.listener("tcp", listener::tcp::check, listener::tcp::new);
+    k.listener("udp", listener::udp::check, listener::udp::new);
 
     k.handler("auto", handler::auto::new);
     k.handler("http", handler::http::new);

@@ -46,7 +46,10 @@ pub fn parse_matcher(line: &str) -> Result<Option<Matcher>, String> {
         return Ok(Some(Matcher::Host(s.to_ascii_lowercase(), None)));
     }
     let (host, ports) = split_port_spec(s)?;
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
     if host.contains('*') || host.contains('?') {
         Ok(Some(Matcher::Glob(host, ports)))
     } else if let Some(d) = host.strip_prefix('.') {
@@ -56,7 +59,10 @@ pub fn parse_matcher(line: &str) -> Result<Option<Matcher>, String> {
     }
 }
 
-fn split_port_spec(s: &str) -> Result<(&str, Option<(u16, u16)>), String> {
+/// An optional inclusive port range.
+type PortRange = Option<(u16, u16)>;
+
+fn split_port_spec(s: &str) -> Result<(&str, PortRange), String> {
     let Some(i) = s.rfind(':') else {
         return Ok((s, None));
     };
@@ -78,11 +84,19 @@ fn split_port_spec(s: &str) -> Result<(&str, Option<(u16, u16)>), String> {
 fn ip_in_cidr(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
     match (ip, net) {
         (IpAddr::V4(a), IpAddr::V4(n)) => {
-            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits)
+            };
             (u32::from(a) & mask) == (u32::from(n) & mask)
         }
         (IpAddr::V6(a), IpAddr::V6(n)) => {
-            let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - bits)
+            };
             (u128::from(a) & mask) == (u128::from(n) & mask)
         }
         (IpAddr::V6(a), IpAddr::V4(_)) => a
@@ -197,7 +211,13 @@ mod tests {
 
     #[test]
     fn cidr_ip_domain_glob_port() {
-        let s = set(&["10.0.0.0/8", ".example.org", "*.test.com", "host.local:80", "::1"]);
+        let s = set(&[
+            "10.0.0.0/8",
+            ".example.org",
+            "*.test.com",
+            "host.local:80",
+            "::1",
+        ]);
         assert!(s.any("10.1.2.3:443"));
         assert!(!s.any("11.1.2.3:443"));
         assert!(s.any("example.org:80"));
@@ -213,7 +233,9 @@ mod tests {
 
     #[test]
     fn bad_entries_are_named() {
-        assert!(parse_matcher("10.0.0.0/99").unwrap_err().contains("10.0.0.0/99"));
+        assert!(parse_matcher("10.0.0.0/99")
+            .unwrap_err()
+            .contains("10.0.0.0/99"));
         assert!(parse_matcher("a.com:http").unwrap_err().contains("http"));
         assert_eq!(parse_matcher("  # comment").unwrap(), None);
     }

@@ -146,14 +146,16 @@ impl Md {
                     return Ok(Some(Duration::from_secs(secs)));
                 }
                 parse_go_duration(t).map(Some).map_err(|_| {
-                    self.err(k, v, "a duration such as \"30s\", \"1m30s\" or a number of seconds")
+                    self.err(
+                        k,
+                        v,
+                        "a duration such as \"30s\", \"1m30s\" or a number of seconds",
+                    )
                 })
             }
-            Some((k, v)) => Err(self.err(
-                k,
-                v,
-                "a duration such as \"30s\" or a number of seconds",
-            )),
+            Some((k, v)) => {
+                Err(self.err(k, v, "a duration such as \"30s\" or a number of seconds"))
+            }
         }
     }
 
@@ -210,7 +212,11 @@ impl Md {
     /// Keys present in the map that some getter asked for.
     pub fn used_present_keys(&self) -> BTreeSet<String> {
         let used = self.used.lock();
-        self.entries.iter().filter(|(k, _)| used.contains(k)).map(|(k, _)| k.clone()).collect()
+        self.entries
+            .iter()
+            .filter(|(k, _)| used.contains(k))
+            .map(|(k, _)| k.clone())
+            .collect()
     }
 
     /// Keys present in the map that no getter asked for.

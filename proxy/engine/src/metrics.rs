@@ -32,7 +32,9 @@ pub struct HostLabels {
 }
 
 fn dur_hist() -> Histogram {
-    Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0, 60.0])
+    Histogram::new([
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0, 60.0,
+    ])
 }
 
 /// The engine's metric families.
@@ -65,31 +67,78 @@ impl Metrics {
         let services = Family::<HostLabels, Gauge>::default();
         let requests = Family::<ClientLabels, Counter>::default();
         let in_flight = Family::<ClientLabels, Gauge>::default();
-        let duration = Family::<ServiceLabels, Histogram, fn() -> Histogram>::new_with_constructor(dur_hist as fn() -> Histogram);
+        let duration = Family::<ServiceLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            dur_hist as fn() -> Histogram,
+        );
         let errors = Family::<ClientLabels, Counter>::default();
         let input = Family::<ClientLabels, Counter>::default();
         let output = Family::<ClientLabels, Counter>::default();
-        registry.register("gost_services", "Number of services in their accept loop", services.clone());
-        registry.register("gost_service_requests", "Accepted connections", requests.clone());
-        registry.register("gost_service_requests_in_flight", "Connections being handled", in_flight.clone());
-        registry.register("gost_service_request_duration_seconds", "Connection handling time", duration.clone());
-        registry.register("gost_service_handler_errors", "Handler errors", errors.clone());
-        registry.register("gost_service_transfer_input_bytes", "Bytes read from clients", input.clone());
-        registry.register("gost_service_transfer_output_bytes", "Bytes written to clients", output.clone());
-        Metrics { registry: parking_lot::Mutex::new(registry), host, client_label, services, requests, in_flight, duration, errors, input, output }
+        registry.register(
+            "gost_services",
+            "Number of services in their accept loop",
+            services.clone(),
+        );
+        registry.register(
+            "gost_service_requests",
+            "Accepted connections",
+            requests.clone(),
+        );
+        registry.register(
+            "gost_service_requests_in_flight",
+            "Connections being handled",
+            in_flight.clone(),
+        );
+        registry.register(
+            "gost_service_request_duration_seconds",
+            "Connection handling time",
+            duration.clone(),
+        );
+        registry.register(
+            "gost_service_handler_errors",
+            "Handler errors",
+            errors.clone(),
+        );
+        registry.register(
+            "gost_service_transfer_input_bytes",
+            "Bytes read from clients",
+            input.clone(),
+        );
+        registry.register(
+            "gost_service_transfer_output_bytes",
+            "Bytes written to clients",
+            output.clone(),
+        );
+        Metrics {
+            registry: parking_lot::Mutex::new(registry),
+            host,
+            client_label,
+            services,
+            requests,
+            in_flight,
+            duration,
+            errors,
+            input,
+            output,
+        }
     }
 
     fn cl(&self, service: &str, client: &str) -> ClientLabels {
         ClientLabels {
             host: self.host.clone(),
             service: service.to_string(),
-            client: if self.client_label { client.to_string() } else { String::new() },
+            client: if self.client_label {
+                client.to_string()
+            } else {
+                String::new()
+            },
         }
     }
 
     /// A service entered (`+1`) or left (`-1`) its accept loop.
     pub fn service_up(&self, up: bool) {
-        let g = self.services.get_or_create(&HostLabels { host: self.host.clone() });
+        let g = self.services.get_or_create(&HostLabels {
+            host: self.host.clone(),
+        });
         if up {
             g.inc();
         } else {
@@ -106,9 +155,14 @@ impl Metrics {
 
     /// A connection ended.
     pub fn conn_end(&self, service: &str, client: &str, took: Duration) {
-        self.in_flight.get_or_create(&self.cl(service, client)).dec();
+        self.in_flight
+            .get_or_create(&self.cl(service, client))
+            .dec();
         self.duration
-            .get_or_create(&ServiceLabels { host: self.host.clone(), service: service.to_string() })
+            .get_or_create(&ServiceLabels {
+                host: self.host.clone(),
+                service: service.to_string(),
+            })
             .observe(took.as_secs_f64());
     }
 

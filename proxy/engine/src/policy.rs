@@ -9,7 +9,11 @@ use gost_config::{AuthConfig, AutherConfig, HostsConfig, MatcherListConfig};
 use crate::error::BuildError;
 use crate::matcher::{Matcher, MatcherSet};
 
-fn unsupported_source(path: &str, what: &str, v: &Option<serde_json::Value>) -> Result<(), BuildError> {
+fn unsupported_source(
+    path: &str,
+    what: &str,
+    v: &Option<serde_json::Value>,
+) -> Result<(), BuildError> {
     if v.is_some() {
         return Err(BuildError::new(
             format!("{path}.{what}"),
@@ -22,7 +26,12 @@ fn unsupported_source(path: &str, what: &str, v: &Option<serde_json::Value>) -> 
 fn read_lines(path: &str, file: &str) -> Result<Vec<String>, BuildError> {
     std::fs::read_to_string(file)
         .map(|t| t.lines().map(str::to_string).collect())
-        .map_err(|e| BuildError::new(format!("{path}.file.path"), format!("cannot read {file:?}: {e}")))
+        .map_err(|e| {
+            BuildError::new(
+                format!("{path}.file.path"),
+                format!("cannot read {file:?}: {e}"),
+            )
+        })
 }
 
 // === Auther ===
@@ -91,7 +100,11 @@ pub struct MatcherList {
 
 impl MatcherList {
     /// Builds from raw config. `resolve_names` (admissions) turns host names into IPs once.
-    pub fn build(path: &str, c: &MatcherListConfig, resolve_names: bool) -> Result<MatcherList, BuildError> {
+    pub fn build(
+        path: &str,
+        c: &MatcherListConfig,
+        resolve_names: bool,
+    ) -> Result<MatcherList, BuildError> {
         unsupported_source(path, "redis", &c.redis)?;
         unsupported_source(path, "http", &c.http)?;
         unsupported_source(path, "plugin", &c.plugin)?;
@@ -105,7 +118,9 @@ impl MatcherList {
                 .map_err(|e| BuildError::new(format!("{path}.matchers[{i}]"), e))?;
             let Some(m) = m else { continue };
             let m = match m {
-                Matcher::Host(h, None) | Matcher::Domain(h, None) if resolve_names && h.parse::<IpAddr>().is_err() => {
+                Matcher::Host(h, None) | Matcher::Domain(h, None)
+                    if resolve_names && h.parse::<IpAddr>().is_err() =>
+                {
                     use std::net::ToSocketAddrs;
                     match (h.as_str(), 0).to_socket_addrs() {
                         Ok(mut it) => match it.next() {
@@ -186,7 +201,10 @@ impl Hosts {
                 )
             })?;
             if m.hostname.is_empty() {
-                return Err(BuildError::new(format!("{path}.mappings[{i}].hostname"), "hostname is required"));
+                return Err(BuildError::new(
+                    format!("{path}.mappings[{i}].hostname"),
+                    "hostname is required",
+                ));
             }
             h.add(&m.hostname, ip);
             for a in &m.aliases {
@@ -197,8 +215,12 @@ impl Hosts {
             for line in read_lines(path, &f.path)? {
                 let l = line.split('#').next().unwrap_or("");
                 let mut it = l.split_whitespace();
-                let (Some(ip), names) = (it.next(), it) else { continue };
-                let Ok(ip) = ip.parse::<IpAddr>() else { continue };
+                let (Some(ip), names) = (it.next(), it) else {
+                    continue;
+                };
+                let Ok(ip) = ip.parse::<IpAddr>() else {
+                    continue;
+                };
                 for n in names {
                     h.add(n, ip);
                 }
@@ -208,7 +230,10 @@ impl Hosts {
     }
 
     fn add(&mut self, name: &str, ip: IpAddr) {
-        self.map.entry(name.to_ascii_lowercase()).or_default().push(ip);
+        self.map
+            .entry(name.to_ascii_lowercase())
+            .or_default()
+            .push(ip);
     }
 
     /// Looks a name up: exact, `.name`, each parent suffix with a leading dot, then `.`.
@@ -240,8 +265,16 @@ mod tests {
             &AutherConfig {
                 name: "a".into(),
                 auths: vec![
-                    AuthConfig { username: "u".into(), password: "p".into(), file: None },
-                    AuthConfig { username: "any".into(), password: "".into(), file: None },
+                    AuthConfig {
+                        username: "u".into(),
+                        password: "p".into(),
+                        file: None,
+                    },
+                    AuthConfig {
+                        username: "any".into(),
+                        password: "".into(),
+                        file: None,
+                    },
                 ],
                 ..Default::default()
             },
@@ -255,12 +288,24 @@ mod tests {
 
     #[test]
     fn bypass_and_admission_modes() {
-        let c = MatcherListConfig { name: "b".into(), matchers: vec!["10.0.0.0/8".into()], ..Default::default() };
+        let c = MatcherListConfig {
+            name: "b".into(),
+            matchers: vec!["10.0.0.0/8".into()],
+            ..Default::default()
+        };
         let b = MatcherList::build("bypasses[b]", &c, false).unwrap();
         assert!(b.bypass("tcp", "10.0.0.1:80"));
         assert!(!b.bypass("tcp", "1.1.1.1:80"));
         assert!(!b.admit("10.0.0.1"));
-        let w = MatcherList::build("x", &MatcherListConfig { whitelist: true, ..c }, false).unwrap();
+        let w = MatcherList::build(
+            "x",
+            &MatcherListConfig {
+                whitelist: true,
+                ..c
+            },
+            false,
+        )
+        .unwrap();
         assert!(!w.bypass("tcp", "10.0.0.1:80"));
         assert!(w.bypass("tcp", "1.1.1.1:80"));
         assert!(w.admit("10.0.0.1"));
@@ -273,8 +318,16 @@ mod tests {
             &HostsConfig {
                 name: "h".into(),
                 mappings: vec![
-                    HostMappingConfig { ip: "127.0.0.2".into(), hostname: "a.test".into(), aliases: vec!["b.test".into()] },
-                    HostMappingConfig { ip: "127.0.0.3".into(), hostname: ".wild.test".into(), aliases: vec![] },
+                    HostMappingConfig {
+                        ip: "127.0.0.2".into(),
+                        hostname: "a.test".into(),
+                        aliases: vec!["b.test".into()],
+                    },
+                    HostMappingConfig {
+                        ip: "127.0.0.3".into(),
+                        hostname: ".wild.test".into(),
+                        aliases: vec![],
+                    },
                 ],
                 ..Default::default()
             },
@@ -282,9 +335,24 @@ mod tests {
         .unwrap();
         assert_eq!(h.lookup("A.test"), Some("127.0.0.2".parse().unwrap()));
         assert_eq!(h.lookup("b.test"), Some("127.0.0.2".parse().unwrap()));
-        assert_eq!(h.lookup("x.y.wild.test"), Some("127.0.0.3".parse().unwrap()));
+        assert_eq!(
+            h.lookup("x.y.wild.test"),
+            Some("127.0.0.3".parse().unwrap())
+        );
         assert_eq!(h.lookup("wild.test"), Some("127.0.0.3".parse().unwrap()));
         assert_eq!(h.lookup("other"), None);
-        assert!(Hosts::build("h", &HostsConfig { name: "h".into(), mappings: vec![HostMappingConfig { ip: "x".into(), hostname: "a".into(), aliases: vec![] }], ..Default::default() }).is_err());
+        assert!(Hosts::build(
+            "h",
+            &HostsConfig {
+                name: "h".into(),
+                mappings: vec![HostMappingConfig {
+                    ip: "x".into(),
+                    hostname: "a".into(),
+                    aliases: vec![]
+                }],
+                ..Default::default()
+            }
+        )
+        .is_err());
     }
 }

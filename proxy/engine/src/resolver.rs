@@ -30,7 +30,10 @@ impl Resolver {
     /// Builds from raw config; errors name the name server entry.
     pub fn build(path: &str, c: &ResolverConfig) -> Result<Resolver, BuildError> {
         if c.plugin.is_some() {
-            return Err(BuildError::new(format!("{path}.plugin"), "resolver plugins are not supported by gost-proxy"));
+            return Err(BuildError::new(
+                format!("{path}.plugin"),
+                "resolver plugins are not supported by gost-proxy",
+            ));
         }
         let mut servers = Vec::new();
         for (i, ns) in c.nameservers.iter().enumerate() {
@@ -45,7 +48,9 @@ impl Resolver {
                 other => {
                     return Err(BuildError::new(
                         format!("{p}.addr"),
-                        format!("name server scheme {other:?} is not supported (accepted: udp, tcp)"),
+                        format!(
+                            "name server scheme {other:?} is not supported (accepted: udp, tcp)"
+                        ),
                     ))
                 }
             };
@@ -55,21 +60,38 @@ impl Resolver {
                 crate::addr::with_default_port(rest, 53)
             };
             let addr: SocketAddr = hostport.parse().map_err(|_| {
-                BuildError::new(format!("{p}.addr"), format!("invalid name server address {:?} (expected an IP with optional port)", ns.addr))
+                BuildError::new(
+                    format!("{p}.addr"),
+                    format!(
+                        "invalid name server address {:?} (expected an IP with optional port)",
+                        ns.addr
+                    ),
+                )
             })?;
             if ns.chain.is_some() {
-                return Err(BuildError::new(format!("{p}.chain"), "DNS through a chain is not supported by gost-proxy yet"));
+                return Err(BuildError::new(
+                    format!("{p}.chain"),
+                    "DNS through a chain is not supported by gost-proxy yet",
+                ));
             }
             let only = match ns.only.as_str() {
                 "" => None,
                 "ipv4" => Some(false),
                 "ipv6" => Some(true),
-                o => return Err(BuildError::new(format!("{p}.only"), format!("invalid value {o:?} (accepted: ipv4, ipv6)"))),
+                o => {
+                    return Err(BuildError::new(
+                        format!("{p}.only"),
+                        format!("invalid value {o:?} (accepted: ipv4, ipv6)"),
+                    ))
+                }
             };
             servers.push(Nameserver {
                 tcp,
                 addr,
-                timeout: ns.timeout.map(|d| d.get()).unwrap_or(Duration::from_secs(5)),
+                timeout: ns
+                    .timeout
+                    .map(|d| d.get())
+                    .unwrap_or(Duration::from_secs(5)),
                 prefer_v6: ns.prefer == "ipv6",
                 only,
             });
@@ -82,7 +104,10 @@ impl Resolver {
         if let Ok(ip) = host.parse::<IpAddr>() {
             return Ok(ip);
         }
-        let mut last = io::Error::new(io::ErrorKind::NotFound, format!("no name server answered for {host}"));
+        let mut last = io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no name server answered for {host}"),
+        );
         for ns in &self.servers {
             let order: Vec<bool> = match ns.only {
                 Some(v6) => vec![v6],
@@ -94,7 +119,12 @@ impl Resolver {
                     Ok(Ok(Some(ip))) => return Ok(ip),
                     Ok(Ok(None)) => {}
                     Ok(Err(e)) => last = e,
-                    Err(_) => last = io::Error::new(io::ErrorKind::TimedOut, format!("DNS query to {} timed out", ns.addr)),
+                    Err(_) => {
+                        last = io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!("DNS query to {} timed out", ns.addr),
+                        )
+                    }
                 }
             }
         }
@@ -110,7 +140,12 @@ fn build_query(id: u16, host: &str, v6: bool) -> io::Result<Vec<u8>> {
         let len = u8::try_from(label.len())
             .ok()
             .filter(|l| *l > 0 && *l < 64)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("invalid host name {host:?}")))?;
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("invalid host name {host:?}"),
+                )
+            })?;
         q.push(len);
         q.extend_from_slice(label.as_bytes());
     }
@@ -150,7 +185,9 @@ fn parse_answer(b: &[u8], id: u16, v6: bool) -> Option<IpAddr> {
         let data = b.get(i + 10..i + 10 + rdlen)?;
         match (ty, v6) {
             (1, false) if rdlen == 4 => {
-                return Some(IpAddr::V4(Ipv4Addr::new(data[0], data[1], data[2], data[3])))
+                return Some(IpAddr::V4(Ipv4Addr::new(
+                    data[0], data[1], data[2], data[3],
+                )))
             }
             (28, true) if rdlen == 16 => {
                 let a: [u8; 16] = data.try_into().ok()?;
@@ -176,9 +213,13 @@ async fn query(ns: &Nameserver, host: &str, v6: bool) -> io::Result<Option<IpAdd
         s.read_exact(&mut b).await?;
         b
     } else {
-        let bind: SocketAddr = if ns.addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
-            .parse()
-            .map_err(io::Error::other)?;
+        let bind: SocketAddr = if ns.addr.is_ipv4() {
+            "0.0.0.0:0"
+        } else {
+            "[::]:0"
+        }
+        .parse()
+        .map_err(io::Error::other)?;
         let s = tokio::net::UdpSocket::bind(bind).await?;
         s.connect(ns.addr).await?;
         s.send(&q).await?;
@@ -203,7 +244,9 @@ mod tests {
         tokio::spawn(async move {
             let mut b = [0u8; 512];
             for _ in 0..4 {
-                let Ok((n, from)) = sock.recv_from(&mut b).await else { return };
+                let Ok((n, from)) = sock.recv_from(&mut b).await else {
+                    return;
+                };
                 let q = &b[..n];
                 let qend = skip_name(q, 12).unwrap() + 4;
                 let qtype = u16::from_be_bytes([q[qend - 4], q[qend - 3]]);
@@ -221,19 +264,32 @@ mod tests {
             "resolvers[r]",
             &ResolverConfig {
                 name: "r".into(),
-                nameservers: vec![NameserverConfig { addr: format!("udp://{addr}"), ..Default::default() }],
+                nameservers: vec![NameserverConfig {
+                    addr: format!("udp://{addr}"),
+                    ..Default::default()
+                }],
                 plugin: None,
             },
         )
         .unwrap();
-        assert_eq!(r.resolve("svc.test").await.unwrap(), "127.0.0.42".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            r.resolve("svc.test").await.unwrap(),
+            "127.0.0.42".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]
     fn bad_scheme_is_named() {
         let e = Resolver::build(
             "resolvers[r]",
-            &ResolverConfig { name: "r".into(), nameservers: vec![NameserverConfig { addr: "quic://1.1.1.1".into(), ..Default::default() }], plugin: None },
+            &ResolverConfig {
+                name: "r".into(),
+                nameservers: vec![NameserverConfig {
+                    addr: "quic://1.1.1.1".into(),
+                    ..Default::default()
+                }],
+                plugin: None,
+            },
         )
         .unwrap_err();
         assert_eq!(e.path, "resolvers[r].nameservers[0].addr");

@@ -45,11 +45,21 @@ impl Router {
     }
 
     /// Opens `network` (`tcp`, `udp`) to `addr` through the chain, with retries.
-    pub async fn dial(&self, network: &str, addr: &str, hash_key: Option<String>) -> Result<Outbound, DialError> {
+    pub async fn dial(
+        &self,
+        network: &str,
+        addr: &str,
+        hash_key: Option<String>,
+    ) -> Result<Outbound, DialError> {
         let attempts = self.retries.saturating_add(1);
         let mut last = DialError::NoNode;
         for i in 0..attempts {
-            match tokio::time::timeout(self.timeout, self.dial_once(network, addr, hash_key.clone())).await {
+            match tokio::time::timeout(
+                self.timeout,
+                self.dial_once(network, addr, hash_key.clone()),
+            )
+            .await
+            {
                 Ok(Ok(c)) => return Ok(c),
                 Ok(Err(e @ (DialError::Bypassed(_) | DialError::Config(_)))) => return Err(e),
                 Ok(Err(e)) => {
@@ -65,20 +75,37 @@ impl Router {
         Err(last)
     }
 
-    async fn dial_once(&self, network: &str, addr: &str, hash_key: Option<String>) -> Result<Outbound, DialError> {
+    async fn dial_once(
+        &self,
+        network: &str,
+        addr: &str,
+        hash_key: Option<String>,
+    ) -> Result<Outbound, DialError> {
         let target = if addr.is_empty() {
             String::new()
         } else {
-            resolve_with(&self.store, self.hosts.as_deref(), self.resolver.as_deref(), addr).await?
+            resolve_with(
+                &self.store,
+                self.hosts.as_deref(),
+                self.resolver.as_deref(),
+                addr,
+            )
+            .await?
         };
-        let opts = DialOpts { timeout: Some(self.timeout) };
+        let opts = DialOpts {
+            timeout: Some(self.timeout),
+        };
         let route = match &self.chain {
             None => Vec::new(),
             Some(name) => {
                 let chain = self.store.chains.get(name).ok_or_else(|| {
                     DialError::Config(format!("chain {name} not found (refusing to go direct)"))
                 })?;
-                let ctx = SelectCtx { network: network.to_string(), addr: target.clone(), hash_key };
+                let ctx = SelectCtx {
+                    network: network.to_string(),
+                    addr: target.clone(),
+                    hash_key,
+                };
                 let r = chain.route(&self.store, &ctx);
                 match &r {
                     Ok(nodes) if !nodes.is_empty() => chain.marker.reset(),
@@ -125,14 +152,21 @@ pub async fn resolve_with(
             .resolvers
             .get(r)
             .ok_or_else(|| DialError::Config(format!("resolver {r} not found")))?;
-        let ip = res.resolve(host).await.map_err(|e| DialError::io(addr, e))?;
+        let ip = res
+            .resolve(host)
+            .await
+            .map_err(|e| DialError::io(addr, e))?;
         return Ok(join_host_port(&ip.to_string(), port));
     }
     Ok(addr.to_string())
 }
 
 /// Direct connection without a proxy.
-pub async fn dial_direct(network: &str, addr: &str, opts: &DialOpts) -> Result<Outbound, DialError> {
+pub async fn dial_direct(
+    network: &str,
+    addr: &str,
+    opts: &DialOpts,
+) -> Result<Outbound, DialError> {
     if network.starts_with("udp") {
         let sock = tokio::net::UdpSocket::bind("[::]:0")
             .await

@@ -125,7 +125,12 @@ impl Service {
             stop_accept: CancellationToken::new(),
             cut: CancellationToken::new(),
             conns: TaskTracker::new(),
-            status: Mutex::new(Status { create_time: now_unix(), state: State::Running, events: Vec::new(), stats: Stats::default() }),
+            status: Mutex::new(Status {
+                create_time: now_unix(),
+                state: State::Running,
+                events: Vec::new(),
+                stats: Stats::default(),
+            }),
             served,
             total: AtomicU64::new(0),
             errors: AtomicU64::new(0),
@@ -155,7 +160,10 @@ impl Service {
 
     fn event(&self, msg: String) {
         let mut s = self.status.lock();
-        s.events.push(Event { time: now_unix(), msg });
+        s.events.push(Event {
+            time: now_unix(),
+            msg,
+        });
         let extra = s.events.len().saturating_sub(20);
         s.events.drain(..extra);
     }
@@ -175,15 +183,24 @@ impl Service {
 
     /// Runs `preUp` (call right after bind).
     pub async fn pre_up(&self) {
-        self.hooks.run(Phase::PreUp, &self.name, &self.local.to_string()).await;
+        self.hooks
+            .run(Phase::PreUp, &self.name, &self.local.to_string())
+            .await;
     }
 
     /// Runs `postUp`, then accepts until [`Service::close`].
     pub async fn serve(self: Arc<Self>) {
-        self.hooks.run(Phase::PostUp, &self.name, &self.local.to_string()).await;
-        let Some(listener) = self.listener.lock().clone() else { return };
+        self.hooks
+            .run(Phase::PostUp, &self.name, &self.local.to_string())
+            .await;
+        let Some(listener) = self.listener.lock().clone() else {
+            return;
+        };
         self.set_state(State::Ready);
-        self.event(format!("service {} is listening on {}", self.name, self.local));
+        self.event(format!(
+            "service {} is listening on {}",
+            self.name, self.local
+        ));
         tracing::info!(service = %self.name, addr = %self.local, "listening");
         self.served.send_replace(true);
         self.metrics.service_up(true);
@@ -217,7 +234,12 @@ impl Service {
                 continue;
             }
             self.total.fetch_add(1, Ordering::Relaxed);
-            let ctx = ConnCtx { sid: new_sid(), service: Arc::from(self.name.as_str()), src: peer, local: self.local };
+            let ctx = ConnCtx {
+                sid: new_sid(),
+                service: Arc::from(self.name.as_str()),
+                src: peer,
+                local: self.local,
+            };
             let handler = Arc::clone(&self.handler);
             let cut = self.cut.clone();
             let this = Arc::clone(&self);
@@ -254,7 +276,10 @@ impl Service {
     /// Waits for in-flight connections up to `deadline`, then cuts the rest.
     pub async fn drain(&self, deadline: Duration) {
         self.conns.close();
-        if tokio::time::timeout(deadline, self.conns.wait()).await.is_err() {
+        if tokio::time::timeout(deadline, self.conns.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!(service = %self.name, remaining = self.conns.len(), "drain deadline passed: closing connections");
             self.cut.cancel();
             self.conns.wait().await;
@@ -263,17 +288,23 @@ impl Service {
 
     /// GOST's close: `preDown` → stop listening → drain → `postDown`.
     pub async fn close(&self, deadline: Duration) {
-        self.hooks.run(Phase::PreDown, &self.name, &self.local.to_string()).await;
+        self.hooks
+            .run(Phase::PreDown, &self.name, &self.local.to_string())
+            .await;
         self.stop_listening();
         self.drain(deadline).await;
         self.set_state(State::Closed);
         self.event(format!("service {} is closed", self.name));
-        self.hooks.run(Phase::PostDown, &self.name, &self.local.to_string()).await;
+        self.hooks
+            .run(Phase::PostDown, &self.name, &self.local.to_string())
+            .await;
     }
 }
 
 fn new_sid() -> String {
     const ALPHA: &[u8] = b"0123456789abcdefghijklmnopqrstuv";
     let r: u128 = rand::random();
-    (0..20).map(|i| ALPHA[((r >> (i * 5)) & 31) as usize] as char).collect()
+    (0..20)
+        .map(|i| ALPHA[((r >> (i * 5)) & 31) as usize] as char)
+        .collect()
 }

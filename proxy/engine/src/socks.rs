@@ -24,7 +24,11 @@ pub const REP_HOST_UNREACHABLE: u8 = 4;
 pub const REP_CMD_NOT_SUPPORTED: u8 = 7;
 
 /// Writes one UDP frame.
-pub async fn write_udp_frame<W: AsyncWrite + Unpin>(w: &mut W, addr: &str, payload: &[u8]) -> io::Result<()> {
+pub async fn write_udp_frame<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    addr: &str,
+    payload: &[u8],
+) -> io::Result<()> {
     let len = u16::try_from(payload.len())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "datagram too large"))?;
     let mut b = Vec::with_capacity(payload.len() + 32);
@@ -37,7 +41,10 @@ pub async fn write_udp_frame<W: AsyncWrite + Unpin>(w: &mut W, addr: &str, paylo
 }
 
 /// Reads one UDP frame into `buf`; returns the payload length and address.
-pub async fn read_udp_frame<R: AsyncRead + Unpin>(r: &mut R, buf: &mut [u8]) -> io::Result<(usize, String)> {
+pub async fn read_udp_frame<R: AsyncRead + Unpin>(
+    r: &mut R,
+    buf: &mut [u8],
+) -> io::Result<(usize, String)> {
     let len = r.read_u16().await? as usize;
     let _frag = r.read_u8().await?;
     let addr = read_socks_addr(r).await?;
@@ -54,7 +61,10 @@ pub async fn read_udp_frame<R: AsyncRead + Unpin>(r: &mut R, buf: &mut [u8]) -> 
 /// Parses a standard SOCKS5 UDP datagram `RSV(2) FRAG ADDR DATA`; returns address and data offset.
 pub fn parse_udp_datagram(b: &[u8]) -> io::Result<(String, usize)> {
     if b.len() < 4 {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "short SOCKS5 UDP datagram"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "short SOCKS5 UDP datagram",
+        ));
     }
     let (addr, n) = decode_socks_addr(&b[3..])?;
     Ok((addr, 3 + n))
@@ -79,7 +89,10 @@ impl StreamPacket {
     /// Wraps a stream whose handshake is done.
     pub fn new(s: BoxStream) -> StreamPacket {
         let (r, w) = tokio::io::split(s);
-        StreamPacket { r: Mutex::new(r), w: Mutex::new(w) }
+        StreamPacket {
+            r: Mutex::new(r),
+            w: Mutex::new(w),
+        }
     }
 }
 
@@ -103,10 +116,15 @@ mod tests {
     #[tokio::test]
     async fn frame_roundtrip() {
         let (mut a, mut b) = tokio::io::duplex(1024);
-        write_udp_frame(&mut a, "example.com:53", b"hello").await.unwrap();
+        write_udp_frame(&mut a, "example.com:53", b"hello")
+            .await
+            .unwrap();
         let mut buf = [0u8; 64];
         let (n, addr) = read_udp_frame(&mut b, &mut buf).await.unwrap();
-        assert_eq!((&buf[..n], addr.as_str()), (&b"hello"[..], "example.com:53"));
+        assert_eq!(
+            (&buf[..n], addr.as_str()),
+            (&b"hello"[..], "example.com:53")
+        );
         let d = build_udp_datagram("1.2.3.4:5", b"x").unwrap();
         let (addr, off) = parse_udp_datagram(&d).unwrap();
         assert_eq!((addr.as_str(), &d[off..]), ("1.2.3.4:5", &b"x"[..]));

@@ -91,7 +91,9 @@ impl AuthRef {
                                 return Some(id);
                             }
                         }
-                        None => tracing::error!(auther = %n, "auther not found: rejecting (fail closed)"),
+                        None => {
+                            tracing::error!(auther = %n, "auther not found: rejecting (fail closed)")
+                        }
                     }
                 }
                 None

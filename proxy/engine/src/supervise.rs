@@ -34,10 +34,18 @@ pub async fn run(groups: Vec<Vec<String>>) -> anyhow::Result<ExitCode> {
             .env("KUBEGOST_PARENT_PID", &parent)
             .kill_on_drop(true)
             .spawn()?;
-        eprintln!("gost-proxy: started group {i} (pid {}): {}", child.id().unwrap_or(0), g.join(" "));
+        eprintln!(
+            "gost-proxy: started group {i} (pid {}): {}",
+            child.id().unwrap_or(0),
+            g.join(" ")
+        );
         children.push(child);
     }
-    let pids: Vec<Pid> = children.iter().filter_map(|c| c.id()).map(|p| Pid::from_raw(p as i32)).collect();
+    let pids: Vec<Pid> = children
+        .iter()
+        .filter_map(|c| c.id())
+        .map(|p| Pid::from_raw(p as i32))
+        .collect();
     let send = |sig: Signal| {
         for p in &pids {
             let _ = kill(*p, sig);

@@ -2,6 +2,8 @@
 //! resolve proves the chain is used; the same request to an `ignoreChain` service fails,
 //! proving that service goes direct. Also: a dead hop yields a clean error, never a hang.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 use common::*;
 
@@ -10,12 +12,18 @@ async fn chain_is_used_and_ignore_chain_is_honoured() {
     let o = origin().await;
     let (pb, pa, pc, p5) = (free_port(), free_port(), free_port(), free_port());
     let lb = format!("socks5://127.0.0.1:{pb}?hosts=secret.kubegost.test:127.0.0.1");
-    let _b = tokio::task::spawn_blocking(move || Proxy::start(&["-L", &lb], &[pb])).await.unwrap();
+    let _b = tokio::task::spawn_blocking(move || Proxy::start(&["-L", &lb], &[pb]))
+        .await
+        .unwrap();
     let la = format!("http://127.0.0.1:{pa}");
     let lc = format!("http://127.0.0.1:{pc}?ignoreChain=true");
     let l5 = format!("socks5://127.0.0.1:{p5}");
     let f = format!("socks5://127.0.0.1:{pb}");
-    let a = tokio::task::spawn_blocking(move || Proxy::start(&["-L", &la, "-L", &lc, "-L", &l5, "-F", &f], &[pa, pc, p5])).await.unwrap();
+    let a = tokio::task::spawn_blocking(move || {
+        Proxy::start(&["-L", &la, "-L", &lc, "-L", &l5, "-F", &f], &[pa, pc, p5])
+    })
+    .await
+    .unwrap();
     let url = format!("http://secret.kubegost.test:{}/", o.port());
     let (via_chain, via_connect, via_socks, direct) = tokio::task::spawn_blocking(move || {
         (
@@ -27,10 +35,27 @@ async fn chain_is_used_and_ignore_chain_is_honoured() {
     })
     .await
     .unwrap();
-    assert_eq!(via_chain, (0, ORIGIN_BODY.to_string()), "absolute-form through the chain");
-    assert_eq!(via_connect, (0, ORIGIN_BODY.to_string()), "CONNECT through the chain");
-    assert_eq!(via_socks, (0, ORIGIN_BODY.to_string()), "socks5 through the chain");
-    assert_eq!(direct, "503", "ignoreChain service must dial directly and fail to resolve: {}", a.logs());
+    assert_eq!(
+        via_chain,
+        (0, ORIGIN_BODY.to_string()),
+        "absolute-form through the chain"
+    );
+    assert_eq!(
+        via_connect,
+        (0, ORIGIN_BODY.to_string()),
+        "CONNECT through the chain"
+    );
+    assert_eq!(
+        via_socks,
+        (0, ORIGIN_BODY.to_string()),
+        "socks5 through the chain"
+    );
+    assert_eq!(
+        direct,
+        "503",
+        "ignoreChain service must dial directly and fail to resolve: {}",
+        a.logs()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -41,10 +66,17 @@ async fn dead_hop_gives_a_clean_error() {
     let la = format!("http://127.0.0.1:{pa}");
     let l5 = format!("socks5://127.0.0.1:{p5}");
     let f = format!("socks5://127.0.0.1:{dead}");
-    let _a = tokio::task::spawn_blocking(move || Proxy::start(&["-L", &la, "-L", &l5, "-F", &f], &[pa, p5])).await.unwrap();
+    let _a = tokio::task::spawn_blocking(move || {
+        Proxy::start(&["-L", &la, "-L", &l5, "-F", &f], &[pa, p5])
+    })
+    .await
+    .unwrap();
     let url = format!("http://{o}/");
     let (h, s) = tokio::task::spawn_blocking(move || {
-        (curl_status(&["-x", &format!("http://127.0.0.1:{pa}"), &url]), curl(&["--socks5", &format!("127.0.0.1:{p5}"), &url]))
+        (
+            curl_status(&["-x", &format!("http://127.0.0.1:{pa}"), &url]),
+            curl(&["--socks5", &format!("127.0.0.1:{p5}"), &url]),
+        )
     })
     .await
     .unwrap();
@@ -58,12 +90,21 @@ async fn two_hop_chain_http_then_socks5() {
     let (p1, p2, pa) = (free_port(), free_port(), free_port());
     let l1 = format!("http://u:p@127.0.0.1:{p1}");
     let l2 = format!("socks4://127.0.0.1:{p2}");
-    let _n = tokio::task::spawn_blocking(move || Proxy::start(&["-L", &l1, "-L", &l2], &[p1, p2])).await.unwrap();
+    let _n = tokio::task::spawn_blocking(move || Proxy::start(&["-L", &l1, "-L", &l2], &[p1, p2]))
+        .await
+        .unwrap();
     let la = format!("socks5://127.0.0.1:{pa}");
     let f1 = format!("http://u:p@127.0.0.1:{p1}");
     let f2 = format!("socks4://127.0.0.1:{p2}");
-    let _a = tokio::task::spawn_blocking(move || Proxy::start(&["-L", &la, "-F", &f1, "-F", &f2], &[pa])).await.unwrap();
+    let _a = tokio::task::spawn_blocking(move || {
+        Proxy::start(&["-L", &la, "-F", &f1, "-F", &f2], &[pa])
+    })
+    .await
+    .unwrap();
     let url = format!("http://{o}/");
-    let r = tokio::task::spawn_blocking(move || curl(&["--socks5", &format!("127.0.0.1:{pa}"), &url])).await.unwrap();
+    let r =
+        tokio::task::spawn_blocking(move || curl(&["--socks5", &format!("127.0.0.1:{pa}"), &url]))
+            .await
+            .unwrap();
     assert_eq!(r, (0, ORIGIN_BODY.to_string()));
 }

@@ -1,6 +1,8 @@
 //! Process lifecycle: hooks (order and environment), `--` multi-process supervision,
 //! draining shutdown, the health endpoint, `-O` round trips, bad input.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 use common::*;
 use std::time::Duration;
@@ -12,7 +14,12 @@ async fn hooks_run_in_gost_order_with_environment() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("hooks.log");
     let port = free_port();
-    let line = |phase: &str| format!("sh -c 'echo {phase} $KUBEGOST_PHASE $KUBEGOST_SERVICE $KUBEGOST_ADDR >> {}'", out.display());
+    let line = |phase: &str| {
+        format!(
+            "sh -c 'echo {phase} $KUBEGOST_PHASE $KUBEGOST_SERVICE $KUBEGOST_ADDR >> {}'",
+            out.display()
+        )
+    };
     let cfg = format!(
         "services:\n- name: web\n  addr: 127.0.0.1:{port}\n  handler: {{type: http}}\n  metadata:\n    preUp: [\"{}\"]\n    postUp: [\"{}\", \"false\", \"/nonexistent/cmd\"]\n    preDown: [\"{}\"]\n    postDown: [\"{}\"]\n",
         line("A").replace('"', "\\\""), line("B").replace('"', "\\\""), line("C").replace('"', "\\\""), line("D").replace('"', "\\\"")
@@ -20,7 +27,9 @@ async fn hooks_run_in_gost_order_with_environment() {
     let cf = dir.path().join("gost.yaml");
     std::fs::write(&cf, cfg).unwrap();
     let cfs = cf.display().to_string();
-    let mut p = tokio::task::spawn_blocking(move || Proxy::start(&["-C", &cfs], &[port])).await.unwrap();
+    let mut p = tokio::task::spawn_blocking(move || Proxy::start(&["-C", &cfs], &[port]))
+        .await
+        .unwrap();
     p.signal("TERM");
     let st = p.wait_exit(20);
     assert!(st.success(), "{st}: {}", p.logs());
@@ -38,7 +47,11 @@ async fn hooks_run_in_gost_order_with_environment() {
         "{}",
         p.logs()
     );
-    assert!(p.logs().contains("hook failed"), "failing hooks are logged: {}", p.logs());
+    assert!(
+        p.logs().contains("hook failed"),
+        "failing hooks are logged: {}",
+        p.logs()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -49,20 +62,34 @@ async fn hook_subcommand_runs_one_phase() {
         "{{\"services\":[{{\"name\":\"a\",\"addr\":\":1\",\"metadata\":{{\"postUp\":[\"sh -c 'echo $KUBEGOST_PHASE $KUBEGOST_SERVICE >> {}'\"]}}}}]}}",
         out.display()
     );
-    let st = std::process::Command::new(bin()).args(["hook", "post-up", "-C", &cfg]).status().unwrap();
+    let st = std::process::Command::new(bin())
+        .args(["hook", "post-up", "-C", &cfg])
+        .status()
+        .unwrap();
     assert!(st.success());
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "post-up a\n");
-    let st = std::process::Command::new(bin()).args(["hook", "sideways", "-C", &cfg]).output().unwrap();
+    let st = std::process::Command::new(bin())
+        .args(["hook", "sideways", "-C", &cfg])
+        .output()
+        .unwrap();
     assert!(!st.status.success());
 }
 
 fn children_of(pid: u32) -> Vec<u32> {
     let mut v = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
+        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
         let after = stat.rsplit(')').next().unwrap_or("");
-        let ppid: u32 = after.split_whitespace().nth(1).and_then(|x| x.parse().ok()).unwrap_or(0);
+        let ppid: u32 = after
+            .split_whitespace()
+            .nth(1)
+            .and_then(|x| x.parse().ok())
+            .unwrap_or(0);
         if ppid == pid {
             v.push(p);
         }
@@ -71,7 +98,13 @@ fn children_of(pid: u32) -> Vec<u32> {
 }
 
 fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -80,11 +113,17 @@ async fn multi_process_groups_are_supervised() {
     let (p1, p2) = (free_port(), free_port());
     let l1 = format!("http://127.0.0.1:{p1}");
     let l2 = format!("socks5://127.0.0.1:{p2}");
-    let mut p = tokio::task::spawn_blocking(move || Proxy::start(&["-L", &l1, "--", "-L", &l2], &[p1, p2])).await.unwrap();
+    let mut p =
+        tokio::task::spawn_blocking(move || Proxy::start(&["-L", &l1, "--", "-L", &l2], &[p1, p2]))
+            .await
+            .unwrap();
     let kids = children_of(p.child.id());
     assert_eq!(kids.len(), 2, "one child per group: {kids:?}");
     let url = format!("http://{o}/");
-    let r = tokio::task::spawn_blocking(move || curl(&["--socks5", &format!("127.0.0.1:{p2}"), &url])).await.unwrap();
+    let r =
+        tokio::task::spawn_blocking(move || curl(&["--socks5", &format!("127.0.0.1:{p2}"), &url]))
+            .await
+            .unwrap();
     assert_eq!(r, (0, ORIGIN_BODY.to_string()));
     p.signal("TERM");
     let st = p.wait_exit(20);
@@ -104,10 +143,19 @@ async fn multi_process_groups_are_supervised() {
 async fn a_failing_group_fails_the_whole_run() {
     let p1 = free_port();
     let l1 = format!("http://127.0.0.1:{p1}");
-    let mut p = tokio::task::spawn_blocking(move || Proxy::start(&["-L", &l1, "--", "-L", "socks5+quic://127.0.0.1:1"], &[])).await.unwrap();
+    let mut p = tokio::task::spawn_blocking(move || {
+        Proxy::start(&["-L", &l1, "--", "-L", "socks5+quic://127.0.0.1:1"], &[])
+    })
+    .await
+    .unwrap();
     let st = p.wait_exit(60);
     assert!(!st.success());
-    assert_eq!(st.code(), Some(64), "the failing child's code is the group's code: {}", p.logs());
+    assert_eq!(
+        st.code(),
+        Some(64),
+        "the failing child's code is the group's code: {}",
+        p.logs()
+    );
     assert!(p.logs().contains("group 1 exited"), "{}", p.logs());
 }
 
@@ -116,9 +164,17 @@ async fn sigterm_drains_a_slow_transfer_and_closes_the_listener_at_once() {
     let o = origin().await;
     let pf = free_port();
     let lf = format!("tcp://127.0.0.1:{pf}/{o}");
-    let mut p = tokio::task::spawn_blocking(move || Proxy::start(&["-L", &lf, "--drain-timeout", "30s"], &[pf])).await.unwrap();
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", pf)).await.unwrap();
-    s.write_all(b"GET /slow HTTP/1.1\r\nHost: o\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut p = tokio::task::spawn_blocking(move || {
+        Proxy::start(&["-L", &lf, "--drain-timeout", "30s"], &[pf])
+    })
+    .await
+    .unwrap();
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", pf))
+        .await
+        .unwrap();
+    s.write_all(b"GET /slow HTTP/1.1\r\nHost: o\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
     let mut first = [0u8; 1024];
     let n = s.read(&mut first).await.unwrap();
     assert!(n > 0);
@@ -126,7 +182,10 @@ async fn sigterm_drains_a_slow_transfer_and_closes_the_listener_at_once() {
     // New connections are refused once the listener is closed (bounded poll).
     let mut refused = false;
     for _ in 0..250 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", pf)).await.is_err() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", pf))
+            .await
+            .is_err()
+        {
             refused = true;
             break;
         }
@@ -150,7 +209,9 @@ async fn sigterm_drains_a_slow_transfer_and_closes_the_listener_at_once() {
             }
         }
     };
-    let complete = tokio::time::timeout(Duration::from_secs(20), read_all).await.unwrap_or(false);
+    let complete = tokio::time::timeout(Duration::from_secs(20), read_all)
+        .await
+        .unwrap_or(false);
     assert!(complete, "transfer cut short: {} bytes", got.len());
     drop(s);
     let st = tokio::task::spawn_blocking(move || {
@@ -172,7 +233,14 @@ async fn bad_input_closes_one_connection_only() {
         format!("127.0.0.1:{pa}"),
         format!("socks4://127.0.0.1:{p4}"),
     );
-    let mut p = tokio::task::spawn_blocking(move || Proxy::start(&["-L", &lh, "-L", &ls, "-L", &la, "-L", &l4, "-D"], &[ph, ps, pa, p4])).await.unwrap();
+    let mut p = tokio::task::spawn_blocking(move || {
+        Proxy::start(
+            &["-L", &lh, "-L", &ls, "-L", &la, "-L", &l4, "-D"],
+            &[ph, ps, pa, p4],
+        )
+    })
+    .await
+    .unwrap();
     let garbage: Vec<(u16, Vec<u8>)> = vec![
         (ph, b"\x00\x01\x02garbage\r\n\r\n".to_vec()),
         (ph, b"GET\r\n\r\n".to_vec()),
@@ -190,14 +258,24 @@ async fn bad_input_closes_one_connection_only() {
         (p4, vec![4, 1, 0, 80, 0, 0, 0, 1, b'u']),
     ];
     for (port, bytes) in garbage {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
         let _ = s.write_all(&bytes).await;
         let _ = s.shutdown().await;
         let mut sink = Vec::new();
         let r = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut sink)).await;
-        assert!(r.is_ok(), "connection on {port} with {:?}… was not closed", &bytes[..bytes.len().min(8)]);
+        assert!(
+            r.is_ok(),
+            "connection on {port} with {:?}… was not closed",
+            &bytes[..bytes.len().min(8)]
+        );
     }
-    assert!(p.child.try_wait().unwrap().is_none(), "process died: {}", p.logs());
+    assert!(
+        p.child.try_wait().unwrap().is_none(),
+        "process died: {}",
+        p.logs()
+    );
     let url = format!("http://{o}/");
     let r = tokio::task::spawn_blocking(move || {
         (
@@ -220,37 +298,72 @@ fn output_round_trips_through_c() {
     for fmt in ["yaml", "json"] {
         let out = std::process::Command::new(bin())
             .args([
-                "-L", "http://u:p@:8080?udp=true&bypass=~.corp.example,10.0.0.0/8",
-                "-L", "tcp://:9000-9001/10.0.0.1:80,10.0.0.2:80?strategy=fifo&failTimeout=5s",
-                "-L", "socks5://127.0.0.1:1080?ignoreChain=true&hosts=a.test:127.0.0.1",
-                "-F", "socks5://u:p@127.0.0.1:1081,127.0.0.1:1082?strategy=rand",
-                "-F", "http://proxy.example:3128",
-                "-api", "admin:pw@127.0.0.1:18080?pathPrefix=/api",
-                "-metrics", ":9100",
-                "-O", fmt,
+                "-L",
+                "http://u:p@:8080?udp=true&bypass=~.corp.example,10.0.0.0/8",
+                "-L",
+                "tcp://:9000-9001/10.0.0.1:80,10.0.0.2:80?strategy=fifo&failTimeout=5s",
+                "-L",
+                "socks5://127.0.0.1:1080?ignoreChain=true&hosts=a.test:127.0.0.1",
+                "-F",
+                "socks5://u:p@127.0.0.1:1081,127.0.0.1:1082?strategy=rand",
+                "-F",
+                "http://proxy.example:3128",
+                "-api",
+                "admin:pw@127.0.0.1:18080?pathPrefix=/api",
+                "-metrics",
+                ":9100",
+                "-O",
+                fmt,
             ])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let first = String::from_utf8(out.stdout).unwrap();
         let f = dir.path().join(format!("c.{fmt}"));
         std::fs::write(&f, &first).unwrap();
-        let again = std::process::Command::new(bin()).args(["-C", f.to_str().unwrap(), "-O", fmt]).output().unwrap();
-        assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
-        assert_eq!(String::from_utf8(again.stdout).unwrap(), first, "-O {fmt} output fed back with -C changes the config");
-        assert!(first.contains("chain-0") && first.contains("hop-1") && first.contains("service-3"), "{first}");
+        let again = std::process::Command::new(bin())
+            .args(["-C", f.to_str().unwrap(), "-O", fmt])
+            .output()
+            .unwrap();
+        assert!(
+            again.status.success(),
+            "{}",
+            String::from_utf8_lossy(&again.stderr)
+        );
+        assert_eq!(
+            String::from_utf8(again.stdout).unwrap(),
+            first,
+            "-O {fmt} output fed back with -C changes the config"
+        );
+        assert!(
+            first.contains("chain-0") && first.contains("hop-1") && first.contains("service-3"),
+            "{first}"
+        );
     }
 }
 
 #[test]
 fn invalid_config_exits_64_naming_the_path() {
     let out = std::process::Command::new(bin())
-        .args(["-C", "{\"services\":[{\"name\":\"web\",\"addr\":\":1\",\"handler\":{\"type\":\"htp\"}}]}"])
+        .args([
+            "-C",
+            "{\"services\":[{\"name\":\"web\",\"addr\":\":1\",\"handler\":{\"type\":\"htp\"}}]}",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("services[web].handler.type") && err.contains("htp") && err.contains("socks5"), "{err}");
-    let v = std::process::Command::new(bin()).arg("-V").output().unwrap();
+    assert!(
+        err.contains("services[web].handler.type") && err.contains("htp") && err.contains("socks5"),
+        "{err}"
+    );
+    let v = std::process::Command::new(bin())
+        .arg("-V")
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&v.stdout).starts_with("gost-proxy "));
 }

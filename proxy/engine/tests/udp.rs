@@ -1,6 +1,8 @@
 //! UDP through `udp` port forwarding, through SOCKS5 UDP ASSOCIATE, and through a chain
 //! (SOCKS5 UDP-over-TCP to a second `gost-proxy`), against a loopback UDP echo server.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 use common::*;
 use std::time::Duration;
@@ -11,7 +13,10 @@ use tokio::net::{TcpStream, UdpSocket};
 async fn roundtrip(sock: &UdpSocket, to: &str, msg: &[u8]) -> Vec<u8> {
     sock.send_to(msg, to).await.unwrap();
     let mut b = [0u8; 2048];
-    let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut b)).await.expect("udp reply").unwrap();
+    let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut b))
+        .await
+        .expect("udp reply")
+        .unwrap();
     b[..n].to_vec()
 }
 
@@ -23,15 +28,28 @@ async fn udp_forwarding_with_and_without_keepalive() {
     let l2 = format!("udp://127.0.0.1:{p2}/{echo}?keepalive=true&ttl=5s");
     let hp = free_port();
     let h = format!("127.0.0.1:{hp}");
-    let _p = tokio::task::spawn_blocking(move || Proxy::start(&["-L", &l1, "-L", &l2, "--health", &h], &[hp])).await.unwrap();
+    let _p = tokio::task::spawn_blocking(move || {
+        Proxy::start(&["-L", &l1, "-L", &l2, "--health", &h], &[hp])
+    })
+    .await
+    .unwrap();
     wait_ready(hp).await;
     let c = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    assert_eq!(roundtrip(&c, &format!("127.0.0.1:{p1}"), b"one").await, b"echo:one");
+    assert_eq!(
+        roundtrip(&c, &format!("127.0.0.1:{p1}"), b"one").await,
+        b"echo:one"
+    );
     // Without keepalive each request is its own session: a second one works too.
-    assert_eq!(roundtrip(&c, &format!("127.0.0.1:{p1}"), b"two").await, b"echo:two");
+    assert_eq!(
+        roundtrip(&c, &format!("127.0.0.1:{p1}"), b"two").await,
+        b"echo:two"
+    );
     for i in 0..5 {
         let m = format!("ka-{i}");
-        assert_eq!(roundtrip(&c, &format!("127.0.0.1:{p2}"), m.as_bytes()).await, format!("echo:{m}").as_bytes());
+        assert_eq!(
+            roundtrip(&c, &format!("127.0.0.1:{p2}"), m.as_bytes()).await,
+            format!("echo:{m}").as_bytes()
+        );
     }
 }
 
@@ -39,7 +57,9 @@ async fn udp_forwarding_with_and_without_keepalive() {
 pub async fn wait_ready(port: u16) {
     for _ in 0..500 {
         if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)).await {
-            let _ = s.write_all(b"GET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+            let _ = s
+                .write_all(b"GET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await;
             let mut r = String::new();
             let _ = s.read_to_string(&mut r).await;
             if r.starts_with("HTTP/1.1 200") {
@@ -64,7 +84,10 @@ async fn socks5_associate(proxy: u16) -> (TcpStream, std::net::SocketAddr) {
     assert_eq!(h[3], 1);
     let mut a = [0u8; 6];
     c.read_exact(&mut a).await.unwrap();
-    let relay = std::net::SocketAddr::new(std::net::Ipv4Addr::new(a[0], a[1], a[2], a[3]).into(), u16::from_be_bytes([a[4], a[5]]));
+    let relay = std::net::SocketAddr::new(
+        std::net::Ipv4Addr::new(a[0], a[1], a[2], a[3]).into(),
+        u16::from_be_bytes([a[4], a[5]]),
+    );
     (c, relay)
 }
 
@@ -84,20 +107,31 @@ async fn socks5_udp_associate_and_udp_through_a_chain() {
     let (pb, pa, pn) = (free_port(), free_port(), free_port());
     // B: the chain node, a SOCKS5 server accepting GOST's UDP-over-TCP.
     let lb = format!("socks5://127.0.0.1:{pb}?udp=true");
-    let _b = tokio::task::spawn_blocking(move || Proxy::start(&["-L", &lb], &[pb])).await.unwrap();
+    let _b = tokio::task::spawn_blocking(move || Proxy::start(&["-L", &lb], &[pb]))
+        .await
+        .unwrap();
     // A: SOCKS5 with UDP, chained through B. N: SOCKS5 with UDP, no chain.
     let la = format!("socks5://127.0.0.1:{pa}?udp=true");
     let ln = format!("socks5://127.0.0.1:{pn}?udp=true&ignoreChain=true");
     let f = format!("socks5://127.0.0.1:{pb}");
-    let _a = tokio::task::spawn_blocking(move || Proxy::start(&["-L", &la, "-L", &ln, "-F", &f], &[pa, pn])).await.unwrap();
+    let _a = tokio::task::spawn_blocking(move || {
+        Proxy::start(&["-L", &la, "-L", &ln, "-F", &f], &[pa, pn])
+    })
+    .await
+    .unwrap();
     for (port, what) in [(pn, "direct"), (pa, "through chain")] {
         let (_ctl, relay) = socks5_associate(port).await;
         let u = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         for i in 0..3 {
             let msg = format!("{what}-{i}");
-            u.send_to(&socks_udp(echo, msg.as_bytes()), relay).await.unwrap();
+            u.send_to(&socks_udp(echo, msg.as_bytes()), relay)
+                .await
+                .unwrap();
             let mut b = [0u8; 2048];
-            let (n, _) = tokio::time::timeout(Duration::from_secs(5), u.recv_from(&mut b)).await.expect(what).unwrap();
+            let (n, _) = tokio::time::timeout(Duration::from_secs(5), u.recv_from(&mut b))
+                .await
+                .expect(what)
+                .unwrap();
             assert_eq!(&b[..4], &[0, 0, 0, 1], "{what}");
             assert_eq!(&b[10..n], format!("echo:{msg}").as_bytes(), "{what}");
         }
@@ -108,7 +142,9 @@ async fn socks5_udp_associate_and_udp_through_a_chain() {
 async fn udp_associate_is_refused_without_udp_enabled() {
     let p = free_port();
     let l = format!("socks5://127.0.0.1:{p}");
-    let _a = tokio::task::spawn_blocking(move || Proxy::start(&["-L", &l], &[p])).await.unwrap();
+    let _a = tokio::task::spawn_blocking(move || Proxy::start(&["-L", &l], &[p]))
+        .await
+        .unwrap();
     let mut c = TcpStream::connect(("127.0.0.1", p)).await.unwrap();
     c.write_all(&[5, 1, 0]).await.unwrap();
     let mut r = [0u8; 2];

@@ -27,7 +27,12 @@ pub fn new(_: &NodeOpts) -> Result<Arc<dyn Connector>, BuildError> {
 
 #[async_trait]
 impl Connector for ForwardConnector {
-    async fn connect(&self, conn: BoxStream, network: &str, _addr: &str) -> Result<Outbound, DialError> {
+    async fn connect(
+        &self,
+        conn: BoxStream,
+        network: &str,
+        _addr: &str,
+    ) -> Result<Outbound, DialError> {
         if network.starts_with("udp") {
             // UDP through a forward node: datagrams framed like GOST's relay forward mode
             // are not implemented; the stream is passed on as is.

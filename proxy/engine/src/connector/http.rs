@@ -38,12 +38,22 @@ pub fn new(o: &NodeOpts) -> Result<Arc<dyn Connector>, BuildError> {
     let auth = super::credentials(o)?
         .map(|(u, p)| base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}")));
     let headers = o.md.map(&["header"])?.unwrap_or_default();
-    Ok(Arc::new(HttpConnector { auth, headers, timeout: super::timeout(o)? }))
+    Ok(Arc::new(HttpConnector {
+        auth,
+        headers,
+        timeout: super::timeout(o)?,
+    }))
 }
 
 impl HttpConnector {
-    async fn exchange(&self, mut conn: BoxStream, addr: &str, udp: bool) -> std::io::Result<BoxStream> {
-        let mut req = format!("CONNECT {addr} HTTP/1.1\r\nHost: {addr}\r\nProxy-Connection: keep-alive\r\n");
+    async fn exchange(
+        &self,
+        mut conn: BoxStream,
+        addr: &str,
+        udp: bool,
+    ) -> std::io::Result<BoxStream> {
+        let mut req =
+            format!("CONNECT {addr} HTTP/1.1\r\nHost: {addr}\r\nProxy-Connection: keep-alive\r\n");
         if let Some(a) = &self.auth {
             req.push_str(&format!("Proxy-Authorization: Basic {a}\r\n"));
         }
@@ -61,7 +71,10 @@ impl HttpConnector {
         loop {
             let n = conn.read(&mut tmp).await?;
             if n == 0 {
-                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "proxy closed during CONNECT"));
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "proxy closed during CONNECT",
+                ));
             }
             buf.extend_from_slice(&tmp[..n]);
             let mut hs = [httparse::EMPTY_HEADER; 64];
@@ -76,11 +89,21 @@ impl HttpConnector {
                         )));
                     }
                     let rest = buf[len..].to_vec();
-                    return Ok(if rest.is_empty() { conn } else { Box::new(Rewind::new(rest, conn)) });
+                    return Ok(if rest.is_empty() {
+                        conn
+                    } else {
+                        Box::new(Rewind::new(rest, conn))
+                    });
                 }
                 Ok(httparse::Status::Partial) if buf.len() < 64 * 1024 => continue,
-                Ok(httparse::Status::Partial) => return Err(std::io::Error::other("proxy response head too large")),
-                Err(e) => return Err(std::io::Error::other(format!("malformed proxy response: {e}"))),
+                Ok(httparse::Status::Partial) => {
+                    return Err(std::io::Error::other("proxy response head too large"))
+                }
+                Err(e) => {
+                    return Err(std::io::Error::other(format!(
+                        "malformed proxy response: {e}"
+                    )))
+                }
             }
         }
     }
@@ -88,12 +111,21 @@ impl HttpConnector {
 
 #[async_trait]
 impl Connector for HttpConnector {
-    async fn connect(&self, conn: BoxStream, network: &str, addr: &str) -> Result<Outbound, DialError> {
+    async fn connect(
+        &self,
+        conn: BoxStream,
+        network: &str,
+        addr: &str,
+    ) -> Result<Outbound, DialError> {
         let udp = network.starts_with("udp");
         let target = if addr.is_empty() { "0.0.0.0:0" } else { addr };
-        let c = super::bounded(self.timeout, "http connect", self.exchange(conn, target, udp))
-            .await
-            .map_err(|e| DialError::Upstream(format!("http connect {target}: {e}")))?;
+        let c = super::bounded(
+            self.timeout,
+            "http connect",
+            self.exchange(conn, target, udp),
+        )
+        .await
+        .map_err(|e| DialError::Upstream(format!("http connect {target}: {e}")))?;
         if udp {
             return Ok(Outbound::Packet(Arc::new(StreamPacket::new(c))));
         }

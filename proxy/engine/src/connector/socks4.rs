@@ -29,13 +29,21 @@ pub struct Socks4Connector {
 /// Factory for `socks4` / `socks4a`.
 pub fn new(o: &NodeOpts) -> Result<Arc<dyn Connector>, BuildError> {
     let user = super::credentials(o)?.map(|c| c.0).unwrap_or_default();
-    Ok(Arc::new(Socks4Connector { user, disable4a: o.md.bool_or(&["disable4a"], false)?, timeout: super::timeout(o)? }))
+    Ok(Arc::new(Socks4Connector {
+        user,
+        disable4a: o.md.bool_or(&["disable4a"], false)?,
+        timeout: super::timeout(o)?,
+    }))
 }
 
 impl Socks4Connector {
     async fn exchange(&self, mut conn: BoxStream, addr: &str) -> std::io::Result<BoxStream> {
-        let (host, port) = split_host_port(addr)
-            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("bad address {addr}")))?;
+        let (host, port) = split_host_port(addr).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("bad address {addr}"),
+            )
+        })?;
         let mut req = vec![4u8, 1];
         req.extend_from_slice(&port.to_be_bytes());
         if self.disable4a {
@@ -43,7 +51,9 @@ impl Socks4Connector {
                 Ok(ip) => ip,
                 Err(_) => match crate::addr::resolve_system(addr).await?.ip() {
                     std::net::IpAddr::V4(v4) => v4,
-                    std::net::IpAddr::V6(_) => return Err(std::io::Error::other("SOCKS4 cannot carry IPv6")),
+                    std::net::IpAddr::V6(_) => {
+                        return Err(std::io::Error::other("SOCKS4 cannot carry IPv6"))
+                    }
                 },
             };
             req.extend_from_slice(&ip.octets());
@@ -61,7 +71,10 @@ impl Socks4Connector {
         let mut rep = [0u8; 8];
         conn.read_exact(&mut rep).await?;
         if rep[0] != 0 || rep[1] != 90 {
-            return Err(std::io::Error::other(format!("socks4 request rejected (code {})", rep[1])));
+            return Err(std::io::Error::other(format!(
+                "socks4 request rejected (code {})",
+                rep[1]
+            )));
         }
         Ok(conn)
     }
@@ -69,7 +82,12 @@ impl Socks4Connector {
 
 #[async_trait]
 impl Connector for Socks4Connector {
-    async fn connect(&self, conn: BoxStream, network: &str, addr: &str) -> Result<Outbound, DialError> {
+    async fn connect(
+        &self,
+        conn: BoxStream,
+        network: &str,
+        addr: &str,
+    ) -> Result<Outbound, DialError> {
         if network.starts_with("udp") {
             return Err(DialError::Upstream("socks4 cannot carry UDP".into()));
         }

@@ -36,7 +36,11 @@ pub struct Socks5Connector {
 pub fn new(o: &NodeOpts) -> Result<Arc<dyn Connector>, BuildError> {
     let relay = o.md.string(&["relay"])?.unwrap_or_default();
     o.md.mark_known(&["notls", "udp.bufferSize", "udp.timeout"]);
-    Ok(Arc::new(Socks5Connector { creds: super::credentials(o)?, timeout: super::timeout(o)?, relay_udp: relay == "udp" }))
+    Ok(Arc::new(Socks5Connector {
+        creds: super::credentials(o)?,
+        timeout: super::timeout(o)?,
+        relay_udp: relay == "udp",
+    }))
 }
 
 async fn request(conn: &mut BoxStream, cmd: u8, addr: &str) -> std::io::Result<String> {
@@ -48,7 +52,10 @@ async fn request(conn: &mut BoxStream, cmd: u8, addr: &str) -> std::io::Result<S
     conn.read_exact(&mut h).await?;
     let bnd = read_socks_addr(conn).await?;
     if h[0] != 5 || h[1] != 0 {
-        return Err(std::io::Error::other(format!("socks5 request refused (reply {})", h[1])));
+        return Err(std::io::Error::other(format!(
+            "socks5 request refused (reply {})",
+            h[1]
+        )));
     }
     Ok(bnd)
 }
@@ -63,7 +70,10 @@ impl Socks5Connector {
         let mut r = [0u8; 2];
         conn.read_exact(&mut r).await?;
         if r[0] != 5 {
-            return Err(std::io::Error::other(format!("bad SOCKS version {} from server", r[0])));
+            return Err(std::io::Error::other(format!(
+                "bad SOCKS version {} from server",
+                r[0]
+            )));
         }
         match r[1] {
             0 => {}
@@ -78,10 +88,17 @@ impl Socks5Connector {
                 let mut s = [0u8; 2];
                 conn.read_exact(&mut s).await?;
                 if s[1] != 0 {
-                    return Err(std::io::Error::new(std::io::ErrorKind::PermissionDenied, "socks5 authentication failed"));
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::PermissionDenied,
+                        "socks5 authentication failed",
+                    ));
                 }
             }
-            m => return Err(std::io::Error::other(format!("socks5 server selected unsupported method {m:#x}"))),
+            m => {
+                return Err(std::io::Error::other(format!(
+                    "socks5 server selected unsupported method {m:#x}"
+                )))
+            }
         }
         Ok(conn)
     }
@@ -118,21 +135,47 @@ impl Connector for Socks5Connector {
         super::bounded(self.timeout, "socks5 handshake", self.negotiate(conn)).await
     }
 
-    async fn connect(&self, mut conn: BoxStream, network: &str, addr: &str) -> Result<Outbound, DialError> {
+    async fn connect(
+        &self,
+        mut conn: BoxStream,
+        network: &str,
+        addr: &str,
+    ) -> Result<Outbound, DialError> {
         let up = |e: std::io::Error| DialError::Upstream(format!("socks5 {network} {addr}: {e}"));
         if !network.starts_with("udp") {
-            super::bounded(self.timeout, "socks5 connect", request(&mut conn, 1, addr)).await.map_err(up)?;
+            super::bounded(self.timeout, "socks5 connect", request(&mut conn, 1, addr))
+                .await
+                .map_err(up)?;
             return Ok(Outbound::Stream(conn));
         }
         if self.relay_udp {
-            let bnd = super::bounded(self.timeout, "socks5 associate", request(&mut conn, 3, "0.0.0.0:0")).await.map_err(up)?;
+            let bnd = super::bounded(
+                self.timeout,
+                "socks5 associate",
+                request(&mut conn, 3, "0.0.0.0:0"),
+            )
+            .await
+            .map_err(up)?;
             let relay = crate::addr::resolve_system(&bnd).await.map_err(up)?;
-            let bind = if relay.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+            let bind = if relay.is_ipv4() {
+                "0.0.0.0:0"
+            } else {
+                "[::]:0"
+            };
             let sock = tokio::net::UdpSocket::bind(bind).await.map_err(up)?;
             sock.connect(relay).await.map_err(up)?;
-            return Ok(Outbound::Packet(Arc::new(AssociatePacket { sock, _control: tokio::sync::Mutex::new(conn) })));
+            return Ok(Outbound::Packet(Arc::new(AssociatePacket {
+                sock,
+                _control: tokio::sync::Mutex::new(conn),
+            })));
         }
-        super::bounded(self.timeout, "socks5 udp-tun", request(&mut conn, 0xF3, "0.0.0.0:0")).await.map_err(up)?;
+        super::bounded(
+            self.timeout,
+            "socks5 udp-tun",
+            request(&mut conn, 0xF3, "0.0.0.0:0"),
+        )
+        .await
+        .map_err(up)?;
         Ok(Outbound::Packet(Arc::new(StreamPacket::new(conn))))
     }
 }

@@ -22,7 +22,13 @@ pub struct TcpDialer;
 
 /// Factory for `tcp`.
 pub fn new(o: &NodeOpts) -> Result<Arc<dyn Dialer>, BuildError> {
-    o.md.mark_known(&["keepalive", "keepalive.idle", "keepalive.interval", "keepalive.count", "mptcp"]);
+    o.md.mark_known(&[
+        "keepalive",
+        "keepalive.idle",
+        "keepalive.interval",
+        "keepalive.count",
+        "mptcp",
+    ]);
     Ok(Arc::new(TcpDialer))
 }
 
@@ -30,9 +36,9 @@ pub fn new(o: &NodeOpts) -> Result<Arc<dyn Dialer>, BuildError> {
 pub async fn connect(addr: &str, opts: &DialOpts) -> io::Result<tokio::net::TcpStream> {
     let fut = tokio::net::TcpStream::connect(addr);
     let s = match opts.timeout {
-        Some(t) => tokio::time::timeout(t, fut)
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("dial {addr}: timed out")))??,
+        Some(t) => tokio::time::timeout(t, fut).await.map_err(|_| {
+            io::Error::new(io::ErrorKind::TimedOut, format!("dial {addr}: timed out"))
+        })??,
         None => fut.await?,
     };
     let _ = s.set_nodelay(true);

@@ -31,15 +31,24 @@ pub fn new(o: &HandlerOpts) -> Result<Arc<dyn Handler>, BuildError> {
     let http = http::build(o)?;
     let socks4 = socks4::build(o)?;
     let socks5 = socks5::build(o)?;
-    let read_timeout = o.md.duration(&["readTimeout"])?.unwrap_or(std::time::Duration::from_secs(15));
-    Ok(Arc::new(AutoHandler { http, socks4, socks5, read_timeout }))
+    let read_timeout =
+        o.md.duration(&["readTimeout"])?
+            .unwrap_or(std::time::Duration::from_secs(15));
+    Ok(Arc::new(AutoHandler {
+        http,
+        socks4,
+        socks5,
+        read_timeout,
+    }))
 }
 
 #[async_trait]
 impl Handler for AutoHandler {
     async fn handle(&self, conn: Inbound, ctx: ConnCtx) -> Result<(), HandlerError> {
         let Inbound::Stream(mut s) = conn else {
-            return Err(HandlerError::Unsupported("auto handler needs a stream listener".into()));
+            return Err(HandlerError::Unsupported(
+                "auto handler needs a stream listener".into(),
+            ));
         };
         let first = tokio::time::timeout(self.read_timeout, s.read_u8())
             .await

@@ -41,14 +41,35 @@ pub struct ForwardHandler {
 /// Factory for `tcp`, `udp` and `forward`.
 pub fn new(o: &HandlerOpts) -> Result<Arc<dyn Handler>, BuildError> {
     let common = Common::parse(o)?;
-    let buf = o.md.int(&["udp.bufferSize", "bufferSize", "readBufferSize", "udpBufferSize"])?.unwrap_or(4096).clamp(512, 65535) as usize;
+    let buf =
+        o.md.int(&[
+            "udp.bufferSize",
+            "bufferSize",
+            "readBufferSize",
+            "udpBufferSize",
+        ])?
+        .unwrap_or(4096)
+        .clamp(512, 65535) as usize;
     o.md.mark_known(&["proxyProtocol", "stateless", "http.keepalive"]);
-    Ok(Arc::new(ForwardHandler { o: o.clone(), common, buf }))
+    Ok(Arc::new(ForwardHandler {
+        o: o.clone(),
+        common,
+        buf,
+    }))
 }
 
 impl ForwardHandler {
-    fn pick(&self, hop: &Hop, network: &str, ctx: &ConnCtx) -> Result<Arc<crate::chain::Node>, DialError> {
-        let sel = SelectCtx { network: network.to_string(), addr: String::new(), hash_key: Some(ctx.src.ip().to_string()) };
+    fn pick(
+        &self,
+        hop: &Hop,
+        network: &str,
+        ctx: &ConnCtx,
+    ) -> Result<Arc<crate::chain::Node>, DialError> {
+        let sel = SelectCtx {
+            network: network.to_string(),
+            addr: String::new(),
+            hash_key: Some(ctx.src.ip().to_string()),
+        };
         hop.select(&self.o.store, &sel).ok_or(DialError::NoNode)
     }
 
@@ -60,7 +81,12 @@ impl ForwardHandler {
         };
         let node = self.pick(hop, network, ctx)?;
         let net = node.network.clone().unwrap_or_else(|| network.to_string());
-        match self.o.router.dial(&net, &node.addr, Some(ctx.src.ip().to_string())).await {
+        match self
+            .o
+            .router
+            .dial(&net, &node.addr, Some(ctx.src.ip().to_string()))
+            .await
+        {
             Ok(o) => {
                 node.marker.reset();
                 Ok((o, node.addr.clone()))
@@ -85,13 +111,17 @@ impl Handler for ForwardHandler {
                         pipe(s, u, self.common.idle_timeout).await;
                         Ok(())
                     }
-                    Outbound::Packet(_) => Err(HandlerError::Unsupported("stream client but datagram target".into())),
+                    Outbound::Packet(_) => Err(HandlerError::Unsupported(
+                        "stream client but datagram target".into(),
+                    )),
                 }
             }
             Inbound::Datagram(session) => {
                 let (up, target) = self.dial("udp", &ctx).await?;
                 let Outbound::Packet(up) = up else {
-                    return Err(HandlerError::Unsupported("datagram client but stream target".into()));
+                    return Err(HandlerError::Unsupported(
+                        "datagram client but stream target".into(),
+                    ));
                 };
                 let to_up = async {
                     while let Some(d) = session.recv().await {
@@ -104,10 +134,12 @@ impl Handler for ForwardHandler {
                     let mut buf = vec![0u8; self.buf];
                     loop {
                         let r = match self.common.idle_timeout {
-                            Some(d) => match tokio::time::timeout(d, up.recv_from(&mut buf)).await {
-                                Ok(r) => r,
-                                Err(_) => break,
-                            },
+                            Some(d) => {
+                                match tokio::time::timeout(d, up.recv_from(&mut buf)).await {
+                                    Ok(r) => r,
+                                    Err(_) => break,
+                                }
+                            }
                             None => up.recv_from(&mut buf).await,
                         };
                         let Ok((n, _)) = r else { break };

@@ -65,12 +65,27 @@ pub fn new(o: &HandlerOpts) -> Result<Arc<dyn Handler>, BuildError> {
 pub fn build(o: &HandlerOpts) -> Result<HttpHandler, BuildError> {
     let common = Common::parse(o)?;
     let udp = o.md.bool_or(&["udp", "enableUDP"], false)?;
-    let udp_buf = o.md.int(&["udp.bufferSize", "udpBufferSize"])?.unwrap_or(4096).clamp(512, 65535) as usize;
-    let proxy_agent = o.md.string(&["proxyAgent", "http.proxyAgent"])?.unwrap_or_else(|| "gost/3.0".into());
+    let udp_buf =
+        o.md.int(&["udp.bufferSize", "udpBufferSize"])?
+            .unwrap_or(4096)
+            .clamp(512, 65535) as usize;
+    let proxy_agent =
+        o.md.string(&["proxyAgent", "http.proxyAgent"])?
+            .unwrap_or_else(|| "gost/3.0".into());
     let headers = o.md.map(&["header", "http.header"])?.unwrap_or_default();
-    let realm = o.md.string(&["authBasicRealm"])?.unwrap_or_else(|| "gost".into());
+    let realm =
+        o.md.string(&["authBasicRealm"])?
+            .unwrap_or_else(|| "gost".into());
     o.md.mark_known(&["keepalive", "compression", "probeResist", "knock"]);
-    Ok(HttpHandler { o: o.clone(), common, udp, udp_buf, proxy_agent, headers, realm })
+    Ok(HttpHandler {
+        o: o.clone(),
+        common,
+        udp,
+        udp_buf,
+        proxy_agent,
+        headers,
+        realm,
+    })
 }
 
 /// A parsed request head.
@@ -82,7 +97,10 @@ struct Head {
 
 impl Head {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -92,7 +110,9 @@ async fn read_head(conn: &mut BoxStream) -> Result<(Head, Vec<u8>), HandlerError
     loop {
         let n = conn.read(&mut tmp).await?;
         if n == 0 {
-            return Err(HandlerError::Protocol("connection closed before a complete request head".into()));
+            return Err(HandlerError::Protocol(
+                "connection closed before a complete request head".into(),
+            ));
         }
         buf.extend_from_slice(&tmp[..n]);
         let mut hs = [httparse::EMPTY_HEADER; 100];
@@ -105,7 +125,12 @@ async fn read_head(conn: &mut BoxStream) -> Result<(Head, Vec<u8>), HandlerError
                     headers: req
                         .headers
                         .iter()
-                        .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).to_string()))
+                        .map(|h| {
+                            (
+                                h.name.to_string(),
+                                String::from_utf8_lossy(h.value).to_string(),
+                            )
+                        })
                         .collect(),
                 };
                 // Keep the whole buffer: forwarding replays the head to the HTTP server.
@@ -113,8 +138,14 @@ async fn read_head(conn: &mut BoxStream) -> Result<(Head, Vec<u8>), HandlerError
                 return Ok((head, buf));
             }
             Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => continue,
-            Ok(httparse::Status::Partial) => return Err(HandlerError::Protocol("request head too large".into())),
-            Err(e) => return Err(HandlerError::Protocol(format!("malformed HTTP request: {e}"))),
+            Ok(httparse::Status::Partial) => {
+                return Err(HandlerError::Protocol("request head too large".into()))
+            }
+            Err(e) => {
+                return Err(HandlerError::Protocol(format!(
+                    "malformed HTTP request: {e}"
+                )))
+            }
         }
     }
 }
@@ -127,7 +158,9 @@ fn decode_gost_target(v: &str) -> Option<String> {
     }
     let host = b64.decode(&raw[4..]).ok()?;
     let crc = u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]);
-    (crc32fast::hash(&host) == crc).then(|| String::from_utf8(host).ok()).flatten()
+    (crc32fast::hash(&host) == crc)
+        .then(|| String::from_utf8(host).ok())
+        .flatten()
 }
 
 /// Splits `http://host[:port]/path` into (scheme, authority).
@@ -144,7 +177,9 @@ fn basic_credentials(v: Option<&str>) -> Option<(String, String)> {
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    let raw = base64::engine::general_purpose::STANDARD.decode(b.trim()).ok()?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b.trim())
+        .ok()?;
     let s = String::from_utf8(raw).ok()?;
     let (u, p) = s.split_once(':').unwrap_or((s.as_str(), ""));
     Some((u.to_string(), p.to_string()))
@@ -177,7 +212,13 @@ impl HttpHandler {
     }
 
     fn challenge(&self) -> Vec<(&'static str, String)> {
-        vec![("Proxy-Authenticate", format!("Basic realm=\"{}\"", self.realm)), ("Connection", "close".into())]
+        vec![
+            (
+                "Proxy-Authenticate",
+                format!("Basic realm=\"{}\"", self.realm),
+            ),
+            ("Connection", "close".into()),
+        ]
     }
 
     /// Serves one HTTP proxy connection.
@@ -186,7 +227,9 @@ impl HttpHandler {
             .await
             .map_err(|_| HandlerError::Protocol("request head timed out".into()))??;
         let connect = head.method.eq_ignore_ascii_case("CONNECT");
-        let udp = head.header("X-Gost-Protocol").is_some_and(|v| v.eq_ignore_ascii_case("udp"));
+        let udp = head
+            .header("X-Gost-Protocol")
+            .is_some_and(|v| v.eq_ignore_ascii_case("udp"));
         if !connect && !udp {
             // Forwarding: hand the connection (head replayed) to the HTTP/1 server.
             let s: BoxStream = Box::new(Rewind::new(buf, conn));
@@ -201,15 +244,28 @@ impl HttpHandler {
             }
         };
         let leftover = buf[head_len..].to_vec();
-        let client_id = match self.authenticate(head.header("Proxy-Authorization")) {
-            Some(id) => id,
-            None => {
-                conn.write_all(&self.simple_response(StatusCode::PROXY_AUTHENTICATION_REQUIRED, &self.challenge())).await?;
-                return Err(HandlerError::Auth(basic_credentials(head.header("Proxy-Authorization")).map(|c| c.0).unwrap_or_default()));
-            }
-        };
+        let client_id =
+            match self.authenticate(head.header("Proxy-Authorization")) {
+                Some(id) => id,
+                None => {
+                    conn.write_all(&self.simple_response(
+                        StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+                        &self.challenge(),
+                    ))
+                    .await?;
+                    return Err(HandlerError::Auth(
+                        basic_credentials(head.header("Proxy-Authorization"))
+                            .map(|c| c.0)
+                            .unwrap_or_default(),
+                    ));
+                }
+            };
         let mut target = head.uri.clone();
-        if let Some(t) = head.header("Gost-Target").or(head.header("X-Gost-Target")).and_then(decode_gost_target) {
+        if let Some(t) = head
+            .header("Gost-Target")
+            .or(head.header("X-Gost-Target"))
+            .and_then(decode_gost_target)
+        {
             target = t;
         }
         let target = with_default_port(&target, 80);
@@ -217,38 +273,78 @@ impl HttpHandler {
             return self.udp(conn, &ctx, &client_id).await;
         }
         if self.o.bypass.bypass(&self.o.store, "tcp", &target) {
-            conn.write_all(&self.simple_response(StatusCode::FORBIDDEN, &[])).await?;
+            conn.write_all(&self.simple_response(StatusCode::FORBIDDEN, &[]))
+                .await?;
             return Err(DialError::Bypassed(target).into());
         }
-        let up = match self.o.router.dial("tcp", &target, self.common.hash_key(&ctx, &client_id, &target)).await {
+        let up = match self
+            .o
+            .router
+            .dial(
+                "tcp",
+                &target,
+                self.common.hash_key(&ctx, &client_id, &target),
+            )
+            .await
+        {
             Ok(o) => o.into_stream()?,
             Err(e) => {
-                conn.write_all(&self.simple_response(StatusCode::SERVICE_UNAVAILABLE, &[])).await?;
+                conn.write_all(&self.simple_response(StatusCode::SERVICE_UNAVAILABLE, &[]))
+                    .await?;
                 return Err(e.into());
             }
         };
-        conn.write_all(format!("HTTP/1.1 200 Connection established\r\nProxy-Agent: {}\r\n\r\n", self.proxy_agent).as_bytes())
-            .await?;
+        conn.write_all(
+            format!(
+                "HTTP/1.1 200 Connection established\r\nProxy-Agent: {}\r\n\r\n",
+                self.proxy_agent
+            )
+            .as_bytes(),
+        )
+        .await?;
         conn.flush().await?;
-        let client: BoxStream = if leftover.is_empty() { conn } else { Box::new(Rewind::new(leftover, conn)) };
+        let client: BoxStream = if leftover.is_empty() {
+            conn
+        } else {
+            Box::new(Rewind::new(leftover, conn))
+        };
         pipe(client, up, self.common.idle_timeout).await;
         Ok(())
     }
 
-    async fn udp(&self, mut conn: BoxStream, ctx: &ConnCtx, client_id: &str) -> Result<(), HandlerError> {
+    async fn udp(
+        &self,
+        mut conn: BoxStream,
+        ctx: &ConnCtx,
+        client_id: &str,
+    ) -> Result<(), HandlerError> {
         if !self.udp {
-            conn.write_all(&self.simple_response(StatusCode::FORBIDDEN, &[])).await?;
-            return Err(HandlerError::Unsupported("UDP over HTTP is not enabled (handler metadata udp: true)".into()));
+            conn.write_all(&self.simple_response(StatusCode::FORBIDDEN, &[]))
+                .await?;
+            return Err(HandlerError::Unsupported(
+                "UDP over HTTP is not enabled (handler metadata udp: true)".into(),
+            ));
         }
-        let up = match self.o.router.dial("udp", "", self.common.hash_key(ctx, client_id, "")).await {
+        let up = match self
+            .o
+            .router
+            .dial("udp", "", self.common.hash_key(ctx, client_id, ""))
+            .await
+        {
             Ok(Outbound::Packet(p)) => p,
-            Ok(Outbound::Stream(_)) => return Err(HandlerError::Unsupported("chain returned a stream for UDP".into())),
+            Ok(Outbound::Stream(_)) => {
+                return Err(HandlerError::Unsupported(
+                    "chain returned a stream for UDP".into(),
+                ))
+            }
             Err(e) => {
-                conn.write_all(&self.simple_response(StatusCode::SERVICE_UNAVAILABLE, &[])).await?;
+                conn.write_all(&self.simple_response(StatusCode::SERVICE_UNAVAILABLE, &[]))
+                    .await?;
                 return Err(e.into());
             }
         };
-        conn.write_all(&self.simple_response(StatusCode::OK, &[])).await?;
+        conn.write_all(&self.simple_response(StatusCode::OK, &[]))
+            .await?;
         crate::handler::socks5::relay_stream_packets(conn, up, self.udp_buf, &self.o).await;
         Ok(())
     }
@@ -269,8 +365,15 @@ impl HttpHandler {
         r.map_err(|e| HandlerError::Protocol(format!("http: {e}")))
     }
 
-    fn response(&self, status: StatusCode, close: bool, extra: Vec<(&'static str, String)>) -> Response<Body> {
-        let mut b = Response::builder().status(status).header("Proxy-Agent", self.proxy_agent.as_str());
+    fn response(
+        &self,
+        status: StatusCode,
+        close: bool,
+        extra: Vec<(&'static str, String)>,
+    ) -> Response<Body> {
+        let mut b = Response::builder()
+            .status(status)
+            .header("Proxy-Agent", self.proxy_agent.as_str());
         for (k, v) in &self.headers {
             b = b.header(k.as_str(), v.as_str());
         }
@@ -280,17 +383,33 @@ impl HttpHandler {
         if close {
             b = b.header("Connection", "close");
         }
-        b.body(Empty::new().map_err(|e: Infallible| -> Box<dyn std::error::Error + Send + Sync> { match e {} }).boxed())
-            .unwrap_or_else(|_| Response::new(Empty::new().map_err(|e: Infallible| match e {}).boxed()))
+        b.body(
+            Empty::new()
+                .map_err(|e: Infallible| -> Box<dyn std::error::Error + Send + Sync> { match e {} })
+                .boxed(),
+        )
+        .unwrap_or_else(|_| Response::new(Empty::new().map_err(|e: Infallible| match e {}).boxed()))
     }
 
     async fn forward_one(&self, mut req: Request<Incoming>, ctx: &ConnCtx) -> Response<Body> {
-        let hdr = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let hdr = |name: &str| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
         let client_id = match self.authenticate(hdr("Proxy-Authorization").as_deref()) {
             Some(id) => id,
             None => {
                 tracing::debug!(sid = %ctx.sid, "http proxy authentication failed");
-                return self.response(StatusCode::PROXY_AUTHENTICATION_REQUIRED, true, vec![("Proxy-Authenticate", format!("Basic realm=\"{}\"", self.realm))]);
+                return self.response(
+                    StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+                    true,
+                    vec![(
+                        "Proxy-Authenticate",
+                        format!("Basic realm=\"{}\"", self.realm),
+                    )],
+                );
             }
         };
         if req.method().as_str() == "PRI" {
@@ -298,14 +417,19 @@ impl HttpHandler {
         }
         let uri = req.uri().to_string();
         let target = match absolute_target(&uri) {
-            Some((scheme, _)) if scheme != "http" => return self.response(StatusCode::BAD_REQUEST, true, vec![]),
+            Some((scheme, _)) if scheme != "http" => {
+                return self.response(StatusCode::BAD_REQUEST, true, vec![])
+            }
             Some((_, auth)) => auth,
             None => match hdr("Host") {
                 Some(h) if !h.is_empty() => h,
                 _ => return self.response(StatusCode::BAD_REQUEST, true, vec![]),
             },
         };
-        let target = match hdr("Gost-Target").or(hdr("X-Gost-Target")).and_then(|v| decode_gost_target(&v)) {
+        let target = match hdr("Gost-Target")
+            .or(hdr("X-Gost-Target"))
+            .and_then(|v| decode_gost_target(&v))
+        {
             Some(t) => t,
             None => target,
         };
@@ -316,7 +440,13 @@ impl HttpHandler {
         if req.method() == hyper::Method::CONNECT {
             return self.connect_upgrade(req, ctx, &client_id, target).await;
         }
-        for h in ["Proxy-Authorization", "Proxy-Connection", "Gost-Target", "X-Gost-Target", "Gost-Record"] {
+        for h in [
+            "Proxy-Authorization",
+            "Proxy-Connection",
+            "Gost-Target",
+            "X-Gost-Target",
+            "Gost-Record",
+        ] {
             req.headers_mut().remove(h);
         }
         if let Some(pq) = req.uri().path_and_query().cloned() {
@@ -329,15 +459,27 @@ impl HttpHandler {
                 req.headers_mut().insert(hyper::header::HOST, v);
             }
         }
-        let up = match self.o.router.dial("tcp", &target, self.common.hash_key(ctx, &client_id, &target)).await {
+        let up = match self
+            .o
+            .router
+            .dial(
+                "tcp",
+                &target,
+                self.common.hash_key(ctx, &client_id, &target),
+            )
+            .await
+        {
             Ok(Outbound::Stream(s)) => s,
-            Ok(Outbound::Packet(_)) => return self.response(StatusCode::SERVICE_UNAVAILABLE, false, vec![]),
+            Ok(Outbound::Packet(_)) => {
+                return self.response(StatusCode::SERVICE_UNAVAILABLE, false, vec![])
+            }
             Err(e) => {
                 tracing::warn!(sid = %ctx.sid, dst = %target, error = %e, "http forward dial");
                 return self.response(StatusCode::SERVICE_UNAVAILABLE, false, vec![]);
             }
         };
-        let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(up)).await {
+        let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(up)).await
+        {
             Ok(x) => x,
             Err(_) => return self.response(StatusCode::SERVICE_UNAVAILABLE, false, vec![]),
         };
@@ -346,7 +488,10 @@ impl HttpHandler {
         });
         let resp = tokio::time::timeout(self.common.read_timeout, sender.send_request(req)).await;
         match resp {
-            Ok(Ok(r)) => r.map(|b| b.map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) }).boxed()),
+            Ok(Ok(r)) => r.map(|b| {
+                b.map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) })
+                    .boxed()
+            }),
             Ok(Err(e)) => {
                 tracing::warn!(sid = %ctx.sid, dst = %target, error = %e, "http forward");
                 self.response(StatusCode::SERVICE_UNAVAILABLE, false, vec![])
@@ -355,8 +500,23 @@ impl HttpHandler {
         }
     }
 
-    async fn connect_upgrade(&self, req: Request<Incoming>, ctx: &ConnCtx, client_id: &str, target: String) -> Response<Body> {
-        let up = match self.o.router.dial("tcp", &target, self.common.hash_key(ctx, client_id, &target)).await {
+    async fn connect_upgrade(
+        &self,
+        req: Request<Incoming>,
+        ctx: &ConnCtx,
+        client_id: &str,
+        target: String,
+    ) -> Response<Body> {
+        let up = match self
+            .o
+            .router
+            .dial(
+                "tcp",
+                &target,
+                self.common.hash_key(ctx, client_id, &target),
+            )
+            .await
+        {
             Ok(Outbound::Stream(s)) => s,
             _ => return self.response(StatusCode::SERVICE_UNAVAILABLE, false, vec![]),
         };
@@ -367,7 +527,10 @@ impl HttpHandler {
             }
         });
         let mut r = self.response(StatusCode::OK, false, vec![]);
-        r.extensions_mut().insert(hyper::ext::ReasonPhrase::from_static(b"Connection established"));
+        r.extensions_mut()
+            .insert(hyper::ext::ReasonPhrase::from_static(
+                b"Connection established",
+            ));
         r
     }
 }
@@ -377,7 +540,9 @@ impl Handler for HttpHandler {
     async fn handle(&self, conn: Inbound, ctx: ConnCtx) -> Result<(), HandlerError> {
         match conn {
             Inbound::Stream(s) => self.serve(s, ctx).await,
-            Inbound::Datagram(_) => Err(HandlerError::Unsupported("http handler needs a stream listener".into())),
+            Inbound::Datagram(_) => Err(HandlerError::Unsupported(
+                "http handler needs a stream listener".into(),
+            )),
         }
     }
 }
@@ -397,14 +562,23 @@ mod tests {
         assert_eq!(decode_gost_target(&b64.encode(&raw)), None);
         let mut raw = crc32fast::hash(host).to_be_bytes().to_vec();
         raw.extend_from_slice(inner.as_bytes());
-        assert_eq!(decode_gost_target(&b64.encode(&raw)).as_deref(), Some("example.com:443"));
+        assert_eq!(
+            decode_gost_target(&b64.encode(&raw)).as_deref(),
+            Some("example.com:443")
+        );
     }
 
     #[test]
     fn absolute_and_basic() {
-        assert_eq!(absolute_target("http://a.b:81/x?y"), Some(("http".into(), "a.b:81".into())));
+        assert_eq!(
+            absolute_target("http://a.b:81/x?y"),
+            Some(("http".into(), "a.b:81".into()))
+        );
         assert_eq!(absolute_target("/x"), None);
-        assert_eq!(basic_credentials(Some("Basic dTpw")), Some(("u".into(), "p".into())));
+        assert_eq!(
+            basic_credentials(Some("Basic dTpw")),
+            Some(("u".into(), "p".into()))
+        );
         assert_eq!(basic_credentials(Some("Bearer x")), None);
     }
 }

@@ -40,7 +40,10 @@ pub fn new(o: &HandlerOpts) -> Result<Arc<dyn Handler>, BuildError> {
 
 /// Builds the handler (also used by `auto`).
 pub fn build(o: &HandlerOpts) -> Result<Socks4Handler, BuildError> {
-    Ok(Socks4Handler { o: o.clone(), common: Common::parse(o)? })
+    Ok(Socks4Handler {
+        o: o.clone(),
+        common: Common::parse(o)?,
+    })
 }
 
 async fn read_cstr<R: AsyncRead + Unpin>(r: &mut R) -> Result<String, HandlerError> {
@@ -51,18 +54,25 @@ async fn read_cstr<R: AsyncRead + Unpin>(r: &mut R) -> Result<String, HandlerErr
             break;
         }
         if v.len() >= 255 {
-            return Err(HandlerError::Protocol("SOCKS4 field longer than 255 bytes".into()));
+            return Err(HandlerError::Protocol(
+                "SOCKS4 field longer than 255 bytes".into(),
+            ));
         }
         v.push(b);
     }
     Ok(String::from_utf8_lossy(&v).to_string())
 }
 
-async fn read_request<R: AsyncRead + Unpin>(r: &mut R) -> Result<(u8, String, String), HandlerError> {
+async fn read_request<R: AsyncRead + Unpin>(
+    r: &mut R,
+) -> Result<(u8, String, String), HandlerError> {
     let mut h = [0u8; 8];
     r.read_exact(&mut h).await?;
     if h[0] != 4 {
-        return Err(HandlerError::Protocol(format!("bad SOCKS4 version {}", h[0])));
+        return Err(HandlerError::Protocol(format!(
+            "bad SOCKS4 version {}",
+            h[0]
+        )));
     }
     let cd = h[1];
     if cd != 1 && cd != 2 {
@@ -83,9 +93,10 @@ async fn read_request<R: AsyncRead + Unpin>(r: &mut R) -> Result<(u8, String, St
 impl Socks4Handler {
     /// Serves one SOCKS4 connection whose first byte (0x04) has not been consumed.
     pub async fn serve(&self, mut conn: BoxStream, ctx: ConnCtx) -> Result<(), HandlerError> {
-        let (cd, user, target) = tokio::time::timeout(self.common.read_timeout, read_request(&mut conn))
-            .await
-            .map_err(|_| HandlerError::Protocol("SOCKS4 request timed out".into()))??;
+        let (cd, user, target) =
+            tokio::time::timeout(self.common.read_timeout, read_request(&mut conn))
+                .await
+                .map_err(|_| HandlerError::Protocol("SOCKS4 request timed out".into()))??;
         let send = |code: u8| [0u8, code, 0, 0, 0, 0, 0, 0];
         let mut client_id = String::new();
         if self.o.auth.enabled() {
@@ -98,13 +109,24 @@ impl Socks4Handler {
             }
         }
         if cd == 2 {
-            return Err(HandlerError::Unsupported("SOCKS4 BIND is not supported".into()));
+            return Err(HandlerError::Unsupported(
+                "SOCKS4 BIND is not supported".into(),
+            ));
         }
         if self.o.bypass.bypass(&self.o.store, "tcp", &target) {
             conn.write_all(&send(92)).await?;
             return Err(DialError::Bypassed(target).into());
         }
-        let up = match self.o.router.dial("tcp", &target, self.common.hash_key(&ctx, &client_id, &target)).await {
+        let up = match self
+            .o
+            .router
+            .dial(
+                "tcp",
+                &target,
+                self.common.hash_key(&ctx, &client_id, &target),
+            )
+            .await
+        {
             Ok(o) => o.into_stream()?,
             Err(e) => {
                 conn.write_all(&send(91)).await?;
@@ -122,7 +144,9 @@ impl Handler for Socks4Handler {
     async fn handle(&self, conn: Inbound, ctx: ConnCtx) -> Result<(), HandlerError> {
         match conn {
             Inbound::Stream(s) => self.serve(s, ctx).await,
-            Inbound::Datagram(_) => Err(HandlerError::Unsupported("socks4 handler needs a stream listener".into())),
+            Inbound::Datagram(_) => Err(HandlerError::Unsupported(
+                "socks4 handler needs a stream listener".into(),
+            )),
         }
     }
 }

@@ -50,9 +50,25 @@ pub fn build(o: &HandlerOpts) -> Result<Socks5Handler, BuildError> {
     let common = Common::parse(o)?;
     let udp = o.md.bool_or(&["udp", "enableUDP"], false)?;
     let bind = o.md.bool_or(&["bind", "enableBind"], false)?;
-    let udp_buf = o.md.int(&["udp.bufferSize", "udpBufferSize"])?.unwrap_or(4096).clamp(512, 65535) as usize;
-    o.md.mark_known(&["notls", "compatibilityMode", "comp", "publicAddr", "socks.publicAddr", "udp.resolveDomain"]);
-    Ok(Socks5Handler { o: o.clone(), common, udp, bind, udp_buf })
+    let udp_buf =
+        o.md.int(&["udp.bufferSize", "udpBufferSize"])?
+            .unwrap_or(4096)
+            .clamp(512, 65535) as usize;
+    o.md.mark_known(&[
+        "notls",
+        "compatibilityMode",
+        "comp",
+        "publicAddr",
+        "socks.publicAddr",
+        "udp.resolveDomain",
+    ]);
+    Ok(Socks5Handler {
+        o: o.clone(),
+        common,
+        udp,
+        bind,
+        udp_buf,
+    })
 }
 
 async fn reply<W: AsyncWrite + Unpin>(w: &mut W, rep: u8, bnd: &str) -> std::io::Result<()> {
@@ -82,24 +98,35 @@ impl Socks5Handler {
         match cmd {
             1 => self.connect(conn, &ctx, &client_id, &target).await,
             3 if self.udp => self.associate(conn, &ctx, &client_id).await,
-            0xF3 if self.udp && target.ends_with(":0") => self.udp_tun(conn, &ctx, &client_id).await,
+            0xF3 if self.udp && target.ends_with(":0") => {
+                self.udp_tun(conn, &ctx, &client_id).await
+            }
             2 | 3 | 0xF2 | 0xF3 => {
-                let rep = if (cmd == 3 || cmd == 0xF3) && !self.udp || (cmd == 2 || cmd == 0xF2) && !self.bind {
+                let rep = if (cmd == 3 || cmd == 0xF3) && !self.udp
+                    || (cmd == 2 || cmd == 0xF2) && !self.bind
+                {
                     REP_NOT_ALLOWED
                 } else {
                     REP_CMD_NOT_SUPPORTED
                 };
                 reply(&mut conn, rep, "0.0.0.0:0").await?;
-                Err(HandlerError::Unsupported(format!("socks5 command {cmd:#x} refused (rep {rep})")))
+                Err(HandlerError::Unsupported(format!(
+                    "socks5 command {cmd:#x} refused (rep {rep})"
+                )))
             }
             _ => {
                 reply(&mut conn, REP_CMD_NOT_SUPPORTED, "0.0.0.0:0").await?;
-                Err(HandlerError::Protocol(format!("unknown SOCKS5 command {cmd:#x}")))
+                Err(HandlerError::Protocol(format!(
+                    "unknown SOCKS5 command {cmd:#x}"
+                )))
             }
         }
     }
 
-    async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(&self, c: &mut S) -> Result<(String, u8, String), HandlerError> {
+    async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        c: &mut S,
+    ) -> Result<(String, u8, String), HandlerError> {
         let ver = c.read_u8().await?;
         if ver != 5 {
             return Err(HandlerError::Protocol(format!("bad SOCKS version {ver}")));
@@ -112,7 +139,11 @@ impl Socks5Handler {
         c.read_exact(&mut methods).await?;
         let auth = self.o.auth.enabled();
         let method = if auth {
-            if methods.contains(&2) { 2 } else { 0xFF }
+            if methods.contains(&2) {
+                2
+            } else {
+                0xFF
+            }
         } else if methods.contains(&0) {
             0
         } else {
@@ -121,13 +152,17 @@ impl Socks5Handler {
         c.write_all(&[5, method]).await?;
         c.flush().await?;
         if method == 0xFF {
-            return Err(HandlerError::Protocol("no acceptable authentication method".into()));
+            return Err(HandlerError::Protocol(
+                "no acceptable authentication method".into(),
+            ));
         }
         let mut client_id = String::new();
         if method == 2 {
             let v = c.read_u8().await?;
             if v != 1 {
-                return Err(HandlerError::Protocol(format!("bad user/password version {v}")));
+                return Err(HandlerError::Protocol(format!(
+                    "bad user/password version {v}"
+                )));
             }
             let ul = c.read_u8().await? as usize;
             let mut u = vec![0u8; ul];
@@ -152,18 +187,32 @@ impl Socks5Handler {
         let mut h = [0u8; 3];
         c.read_exact(&mut h).await?;
         if h[0] != 5 {
-            return Err(HandlerError::Protocol(format!("bad request version {}", h[0])));
+            return Err(HandlerError::Protocol(format!(
+                "bad request version {}",
+                h[0]
+            )));
         }
         let target = read_socks_addr(c).await?;
         Ok((client_id, h[1], target))
     }
 
-    async fn connect(&self, mut conn: BoxStream, ctx: &ConnCtx, client_id: &str, target: &str) -> Result<(), HandlerError> {
+    async fn connect(
+        &self,
+        mut conn: BoxStream,
+        ctx: &ConnCtx,
+        client_id: &str,
+        target: &str,
+    ) -> Result<(), HandlerError> {
         if self.o.bypass.bypass(&self.o.store, "tcp", target) {
             reply(&mut conn, REP_NOT_ALLOWED, "0.0.0.0:0").await?;
             return Err(DialError::Bypassed(target.to_string()).into());
         }
-        let up = match self.o.router.dial("tcp", target, self.common.hash_key(ctx, client_id, target)).await {
+        let up = match self
+            .o
+            .router
+            .dial("tcp", target, self.common.hash_key(ctx, client_id, target))
+            .await
+        {
             Ok(o) => o.into_stream()?,
             Err(e) => {
                 reply(&mut conn, dial_rep(&e), "0.0.0.0:0").await?;
@@ -175,14 +224,30 @@ impl Socks5Handler {
         Ok(())
     }
 
-    async fn upstream_udp(&self, ctx: &ConnCtx, client_id: &str) -> Result<Arc<dyn PacketConn>, DialError> {
-        match self.o.router.dial("udp", "", self.common.hash_key(ctx, client_id, "")).await? {
+    async fn upstream_udp(
+        &self,
+        ctx: &ConnCtx,
+        client_id: &str,
+    ) -> Result<Arc<dyn PacketConn>, DialError> {
+        match self
+            .o
+            .router
+            .dial("udp", "", self.common.hash_key(ctx, client_id, ""))
+            .await?
+        {
             Outbound::Packet(p) => Ok(p),
-            Outbound::Stream(_) => Err(DialError::Upstream("chain returned a stream for UDP".into())),
+            Outbound::Stream(_) => Err(DialError::Upstream(
+                "chain returned a stream for UDP".into(),
+            )),
         }
     }
 
-    async fn associate(&self, mut conn: BoxStream, ctx: &ConnCtx, client_id: &str) -> Result<(), HandlerError> {
+    async fn associate(
+        &self,
+        mut conn: BoxStream,
+        ctx: &ConnCtx,
+        client_id: &str,
+    ) -> Result<(), HandlerError> {
         let relay = match UdpSocket::bind(SocketAddr::new(ctx.local.ip(), 0)).await {
             Ok(s) => s,
             Err(e) => {
@@ -204,10 +269,16 @@ impl Socks5Handler {
                 bnd_ip = IpAddr::V4(v4);
             }
         }
-        reply(&mut conn, REP_OK, &SocketAddr::new(bnd_ip, bnd.port()).to_string()).await?;
+        reply(
+            &mut conn,
+            REP_OK,
+            &SocketAddr::new(bnd_ip, bnd.port()).to_string(),
+        )
+        .await?;
         let client_ip = ctx.src.ip();
         let relay = Arc::new(relay);
-        let client_addr: Arc<parking_lot::Mutex<Option<SocketAddr>>> = Arc::new(parking_lot::Mutex::new(None));
+        let client_addr: Arc<parking_lot::Mutex<Option<SocketAddr>>> =
+            Arc::new(parking_lot::Mutex::new(None));
         let buf_size = self.udp_buf;
         let to_up = {
             let relay = Arc::clone(&relay);
@@ -217,12 +288,16 @@ impl Socks5Handler {
             async move {
                 let mut buf = vec![0u8; buf_size + 262];
                 loop {
-                    let Ok((n, from)) = relay.recv_from(&mut buf).await else { break };
+                    let Ok((n, from)) = relay.recv_from(&mut buf).await else {
+                        break;
+                    };
                     if !same_ip(from.ip(), client_ip) {
                         continue;
                     }
                     *client_addr.lock() = Some(from);
-                    let Ok((dst, off)) = parse_udp_datagram(&buf[..n]) else { continue };
+                    let Ok((dst, off)) = parse_udp_datagram(&buf[..n]) else {
+                        continue;
+                    };
                     if o.bypass.bypass(&o.store, "udp", &dst) {
                         tracing::warn!(dst = %dst, "udp datagram refused by bypass");
                         continue;
@@ -240,9 +315,15 @@ impl Socks5Handler {
             async move {
                 let mut buf = vec![0u8; buf_size];
                 loop {
-                    let Ok((n, src)) = up.recv_from(&mut buf).await else { break };
-                    let Some(to) = *client_addr.lock() else { continue };
-                    let Ok(d) = build_udp_datagram(&src, &buf[..n]) else { continue };
+                    let Ok((n, src)) = up.recv_from(&mut buf).await else {
+                        break;
+                    };
+                    let Some(to) = *client_addr.lock() else {
+                        continue;
+                    };
+                    let Ok(d) = build_udp_datagram(&src, &buf[..n]) else {
+                        continue;
+                    };
                     let _ = relay.send_to(&d, to).await;
                 }
             }
@@ -263,7 +344,12 @@ impl Socks5Handler {
         Ok(())
     }
 
-    async fn udp_tun(&self, mut conn: BoxStream, ctx: &ConnCtx, client_id: &str) -> Result<(), HandlerError> {
+    async fn udp_tun(
+        &self,
+        mut conn: BoxStream,
+        ctx: &ConnCtx,
+        client_id: &str,
+    ) -> Result<(), HandlerError> {
         let up = match self.upstream_udp(ctx, client_id).await {
             Ok(p) => p,
             Err(e) => {
@@ -286,12 +372,19 @@ fn same_ip(a: IpAddr, b: IpAddr) -> bool {
 }
 
 /// Relays between a stream carrying GOST UDP frames and an upstream datagram channel.
-pub async fn relay_stream_packets(conn: BoxStream, up: Arc<dyn PacketConn>, buf_size: usize, o: &HandlerOpts) {
+pub async fn relay_stream_packets(
+    conn: BoxStream,
+    up: Arc<dyn PacketConn>,
+    buf_size: usize,
+    o: &HandlerOpts,
+) {
     let (mut r, mut w) = tokio::io::split(conn);
     let to_up = async {
         let mut buf = vec![0u8; buf_size];
         loop {
-            let Ok((n, dst)) = read_udp_frame(&mut r, &mut buf).await else { break };
+            let Ok((n, dst)) = read_udp_frame(&mut r, &mut buf).await else {
+                break;
+            };
             if o.bypass.bypass(&o.store, "udp", &dst) {
                 tracing::warn!(dst = %dst, "udp datagram refused by bypass");
                 continue;
@@ -304,7 +397,9 @@ pub async fn relay_stream_packets(conn: BoxStream, up: Arc<dyn PacketConn>, buf_
     let from_up = async {
         let mut buf = vec![0u8; buf_size];
         loop {
-            let Ok((n, src)) = up.recv_from(&mut buf).await else { break };
+            let Ok((n, src)) = up.recv_from(&mut buf).await else {
+                break;
+            };
             if write_udp_frame(&mut w, &src, &buf[..n]).await.is_err() {
                 break;
             }
@@ -321,7 +416,9 @@ impl Handler for Socks5Handler {
     async fn handle(&self, conn: Inbound, ctx: ConnCtx) -> Result<(), HandlerError> {
         match conn {
             Inbound::Stream(s) => self.serve(s, ctx).await,
-            Inbound::Datagram(_) => Err(HandlerError::Unsupported("socks5 handler needs a stream listener".into())),
+            Inbound::Datagram(_) => Err(HandlerError::Unsupported(
+                "socks5 handler needs a stream listener".into(),
+            )),
         }
     }
 }

@@ -32,7 +32,12 @@ pub struct TcpListener {
 
 /// Binds a TCP socket the way GOST does: an IPv4 literal gives an IPv4 socket, an empty host
 /// a dual-stack one.
-pub fn bind_tcp(path: &str, addr: &str, backlog: i32, reuseport: bool) -> Result<TokioTcpListener, BuildError> {
+pub fn bind_tcp(
+    path: &str,
+    addr: &str,
+    backlog: i32,
+    reuseport: bool,
+) -> Result<TokioTcpListener, BuildError> {
     let sa = parse_listen_addr(addr).ok_or_else(|| {
         BuildError::new(
             format!("{path}.addr"),
@@ -53,15 +58,41 @@ pub fn bind_tcp(path: &str, addr: &str, backlog: i32, reuseport: bool) -> Result
         sock.listen(backlog)?;
         TokioTcpListener::from_std(sock.into())
     };
-    bind().map_err(|e| BuildError::new(format!("{path}.addr"), format!("cannot listen on {addr}: {e}")))
+    bind().map_err(|e| {
+        BuildError::new(
+            format!("{path}.addr"),
+            format!("cannot listen on {addr}: {e}"),
+        )
+    })
+}
+
+fn opts(o: &ListenerOpts) -> Result<(i64, bool), BuildError> {
+    let backlog = o.md.int(&["backlog"])?.unwrap_or(1024);
+    let reuseport = o.md.bool_or(&["reuseport", "reusePort"], false)?;
+    o.md.mark_known(&[
+        "keepalive",
+        "keepalive.idle",
+        "keepalive.interval",
+        "keepalive.count",
+        "mptcp",
+    ]);
+    Ok((backlog, reuseport))
+}
+
+/// Validates `tcp` listener options without binding.
+pub fn check(o: &ListenerOpts) -> Result<(), BuildError> {
+    opts(o).map(|_| ())
 }
 
 /// Factory for `tcp`.
 pub fn new(o: &ListenerOpts) -> Result<Arc<dyn Listener>, BuildError> {
-    let backlog = o.md.int(&["backlog"])?.unwrap_or(1024);
-    let reuseport = o.md.bool_or(&["reuseport", "reusePort"], false)?;
-    o.md.mark_known(&["keepalive", "keepalive.idle", "keepalive.interval", "keepalive.count", "mptcp"]);
-    let inner = bind_tcp(&o.path, &o.addr, i32::try_from(backlog).unwrap_or(1024), reuseport)?;
+    let (backlog, reuseport) = opts(o)?;
+    let inner = bind_tcp(
+        &o.path,
+        &o.addr,
+        i32::try_from(backlog).unwrap_or(1024),
+        reuseport,
+    )?;
     let local = inner
         .local_addr()
         .map_err(|e| BuildError::new(format!("{}.addr", o.path), e.to_string()))?;

@@ -113,23 +113,65 @@ impl Drop for UdpListener {
     }
 }
 
-/// Factory for `udp`.
-pub fn new(o: &ListenerOpts) -> Result<Arc<dyn Listener>, BuildError> {
+struct UdpOpts {
+    keepalive: bool,
+    ttl: Duration,
+    buf_size: usize,
+    queue: usize,
+    backlog: usize,
+}
+
+fn opts(o: &ListenerOpts) -> Result<UdpOpts, BuildError> {
     let keepalive = o.md.bool_or(&["keepalive"], false)?;
-    let ttl = o
-        .md
-        .duration(&["ttl", "keepalive.ttl"])?
-        .filter(|d| !d.is_zero())
-        .unwrap_or(Duration::from_secs(5));
-    let buf_size = o.md.int(&["readBufferSize", "udp.bufferSize", "udpBufferSize"])?.unwrap_or(4096).clamp(512, 65535) as usize;
-    let queue = o.md.int(&["readQueueSize", "recvQueueSize"])?.unwrap_or(128).clamp(1, 65536) as usize;
+    let ttl =
+        o.md.duration(&["ttl", "keepalive.ttl"])?
+            .filter(|d| !d.is_zero())
+            .unwrap_or(Duration::from_secs(5));
+    let buf_size =
+        o.md.int(&["readBufferSize", "udp.bufferSize", "udpBufferSize"])?
+            .unwrap_or(4096)
+            .clamp(512, 65535) as usize;
+    let queue =
+        o.md.int(&["readQueueSize", "recvQueueSize"])?
+            .unwrap_or(128)
+            .clamp(1, 65536) as usize;
     let backlog = o.md.int(&["backlog"])?.unwrap_or(128).clamp(1, 65536) as usize;
     o.md.mark_known(&["stateless"]);
+    Ok(UdpOpts {
+        keepalive,
+        ttl,
+        buf_size,
+        queue,
+        backlog,
+    })
+}
+
+/// Validates `udp` listener options without binding.
+pub fn check(o: &ListenerOpts) -> Result<(), BuildError> {
+    opts(o).map(|_| ())
+}
+
+/// Factory for `udp`.
+pub fn new(o: &ListenerOpts) -> Result<Arc<dyn Listener>, BuildError> {
+    let UdpOpts {
+        keepalive,
+        ttl,
+        buf_size,
+        queue,
+        backlog,
+    } = opts(o)?;
     let sa = parse_listen_addr(&o.addr).ok_or_else(|| {
-        BuildError::new(format!("{}.addr", o.path), format!("invalid listen address {:?} (expected host:port)", o.addr))
+        BuildError::new(
+            format!("{}.addr", o.path),
+            format!("invalid listen address {:?} (expected host:port)", o.addr),
+        )
     })?;
     let bind = || -> io::Result<UdpSocket> {
-        let sock = socket2::Socket::new(socket2::Domain::for_address(sa), socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+        let sock = socket2::Socket::new(
+            socket2::Domain::for_address(sa),
+            socket2::Type::DGRAM,
+            Some(socket2::Protocol::UDP),
+        )?;
         if sa.is_ipv6() {
             let _ = sock.set_only_v6(false);
         }
@@ -138,8 +180,15 @@ pub fn new(o: &ListenerOpts) -> Result<Arc<dyn Listener>, BuildError> {
         sock.bind(&sa.into())?;
         UdpSocket::from_std(sock.into())
     };
-    let sock = Arc::new(bind().map_err(|e| BuildError::new(format!("{}.addr", o.path), format!("cannot listen on {}: {e}", o.addr)))?);
-    let local = sock.local_addr().map_err(|e| BuildError::new(format!("{}.addr", o.path), e.to_string()))?;
+    let sock = Arc::new(bind().map_err(|e| {
+        BuildError::new(
+            format!("{}.addr", o.path),
+            format!("cannot listen on {}: {e}", o.addr),
+        )
+    })?);
+    let local = sock
+        .local_addr()
+        .map_err(|e| BuildError::new(format!("{}.addr", o.path), e.to_string()))?;
     let sessions: Sessions = Arc::new(Mutex::new(HashMap::new()));
     let (accept_tx, accept_rx) = mpsc::channel(backlog);
 
@@ -221,7 +270,10 @@ impl Listener for UdpListener {
         let mut rx = self.accept_rx.lock().await;
         match rx.recv().await {
             Some((s, peer)) => Ok((Inbound::Datagram(s), peer)),
-            None => Err(io::Error::new(io::ErrorKind::NotConnected, "udp listener closed")),
+            None => Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "udp listener closed",
+            )),
         }
     }
     fn local_addr(&self) -> SocketAddr {

@@ -2,6 +2,7 @@
 //! server, the real `gost-proxy` binary as a child process, curl as the client. Every socket
 //! is on 127.0.0.1; every wait is bounded.
 #![allow(dead_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
@@ -16,7 +17,11 @@ pub const ORIGIN_BODY: &str = "hello from the kubegost test origin\n";
 
 /// A free loopback port (bound and released; the tests bind it right after).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A free loopback port usable for both TCP and UDP.
@@ -38,7 +43,9 @@ pub async fn origin() -> SocketAddr {
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((mut s, _)) = l.accept().await else { return };
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 let mut tmp = [0u8; 4096];
@@ -54,7 +61,15 @@ pub async fn origin() -> SocketAddr {
                         let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
                         if path.ends_with("/slow") {
                             let chunk = vec![b'x'; 64 * 1024];
-                            let _ = s.write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", 16 * chunk.len()).as_bytes()).await;
+                            let _ = s
+                                .write_all(
+                                    format!(
+                                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+                                        16 * chunk.len()
+                                    )
+                                    .as_bytes(),
+                                )
+                                .await;
                             for _ in 0..16 {
                                 if s.write_all(&chunk).await.is_err() {
                                     return;
@@ -63,7 +78,11 @@ pub async fn origin() -> SocketAddr {
                             }
                             continue;
                         }
-                        let body = if path.ends_with("/big") { "y".repeat(4 << 20) } else { ORIGIN_BODY.to_string() };
+                        let body = if path.ends_with("/big") {
+                            "y".repeat(4 << 20)
+                        } else {
+                            ORIGIN_BODY.to_string()
+                        };
                         let resp = format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{}", body.len(), body);
                         if s.write_all(resp.as_bytes()).await.is_err() {
                             return;
@@ -83,7 +102,9 @@ pub async fn udp_echo() -> SocketAddr {
     tokio::spawn(async move {
         let mut b = [0u8; 2048];
         loop {
-            let Ok((n, from)) = s.recv_from(&mut b).await else { return };
+            let Ok((n, from)) = s.recv_from(&mut b).await else {
+                return;
+            };
             let mut r = b"echo:".to_vec();
             r.extend_from_slice(&b[..n]);
             let _ = s.send_to(&r, from).await;
@@ -123,7 +144,11 @@ impl Proxy {
             .stderr(Stdio::from(f))
             .spawn()
             .unwrap();
-        let mut p = Proxy { child, log, _dir: dir };
+        let mut p = Proxy {
+            child,
+            log,
+            _dir: dir,
+        };
         for port in ports {
             p.wait_port(*port);
         }
@@ -152,7 +177,11 @@ impl Proxy {
 
     /// Sends a signal.
     pub fn signal(&self, sig: &str) {
-        let st = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status().unwrap();
+        let st = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
         assert!(st.success());
     }
 
@@ -163,7 +192,11 @@ impl Proxy {
             if let Some(st) = self.child.try_wait().unwrap() {
                 return st;
             }
-            assert!(Instant::now() < deadline, "gost-proxy did not exit in {secs}s: {}", self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "gost-proxy did not exit in {secs}s: {}",
+                self.logs()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -178,23 +211,59 @@ impl Drop for Proxy {
 
 /// Runs curl (10 s max) and returns (exit code, body).
 pub fn curl(args: &[&str]) -> (i32, String) {
-    let out = Command::new("curl").args(["-sS", "--max-time", "10"]).args(args).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr))
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
+    )
 }
 
 /// curl's HTTP status for a request.
 pub fn curl_status(args: &[&str]) -> String {
-    let out = Command::new("curl").args(["-s", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}"]).args(args).output().unwrap();
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "10",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
 /// The status of curl's CONNECT to the proxy (`-p`).
 pub fn curl_connect_status(args: &[&str]) -> String {
-    let out = Command::new("curl").args(["-s", "--max-time", "10", "-p", "-o", "/dev/null", "-w", "%{http_connect}"]).args(args).output().unwrap();
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "10",
+            "-p",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_connect}",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
 /// Lines of the proxy log containing `needle`.
 pub fn grep(text: &str, needle: &str) -> Vec<String> {
-    BufReader::new(text.as_bytes()).lines().map_while(Result::ok).filter(|l| l.contains(needle)).collect()
+    BufReader::new(text.as_bytes())
+        .lines()
+        .map_while(Result::ok)
+        .filter(|l| l.contains(needle))
+        .collect()
 }
