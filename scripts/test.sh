@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Runs every check and test of the project, the same way locally and in CI:
+#   formatting, clippy (-D warnings), then `cargo test --workspace` inside a real
+#   Kubernetes test cluster (scripts/testenv, level 2), so the cluster tests run too.
+# Everything the tests need is installed by the project's own scripts and cached
+# outside the repository (${KUBEGOST_CACHE:-/var/cache/kubegost-testenv}).
+# Needs root (apt-get, containerd, kubelet). KUBEGOST_TEST_LEVEL=1 uses the API-server-only
+# cluster; KUBEGOST_TEST_NO_CLUSTER=1 runs without one (cluster tests then say SKIPPED).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "dependencies (Debian packages, Go-built Kubernetes tools; cached)"
+scripts/testenv/install-deps.sh
+if [[ ${KUBEGOST_TEST_NO_CLUSTER:-0} != 1 ]]; then
+  scripts/testenv/build-etcd.sh >/dev/null
+  scripts/testenv/build-k8s.sh >/dev/null
+  scripts/testenv/build-helm.sh >/dev/null
+fi
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+step "cargo build (tests)"
+cargo test --workspace --locked --no-run
+
+if [[ ${KUBEGOST_TEST_NO_CLUSTER:-0} == 1 ]]; then
+  step "cargo test (no cluster)"
+  exec cargo test --workspace --locked
+fi
+step "cargo test inside a level-${KUBEGOST_TEST_LEVEL:-2} test cluster"
+export KUBEGOST_TESTENV_REQUIRED=1
+exec scripts/testenv/run.sh --level "${KUBEGOST_TEST_LEVEL:-2}" -- cargo test --workspace --locked
