@@ -66,29 +66,65 @@ kill_pod_processes() {
   ((n)) && say "killed processes left in kubepods cgroups"
 }
 
-# shim_pids: containerd shims (and container init processes) of OUR containerd state dir
-shim_pids() {
-  local f
-  for f in "$RUNDIR"/containerd/io.containerd.runtime.v2.task/*/*/{shim,init}.pid; do
-    [[ -f $f ]] && cat "$f" && echo
+# our_shims: PIDs of containerd shims started for OUR containerd (their
+# command line names our socket; shims outlive their task dirs)
+our_shims() {
+  local p sock="$RUNDIR/containerd/containerd.sock"
+  for p in /proc/[0-9]*; do
+    tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF -- "-address $sock " && echo "${p#/proc/}"
+  done
+  return 0
+}
+# kill_shims: SIGKILL our shims and container init processes
+kill_shims() {
+  local pids f
+  pids=$(
+    our_shims
+    for f in "$RUNDIR"/containerd/io.containerd.runtime.v2.task/*/*/init.pid; do
+      [[ -f $f ]] && cat "$f" && echo
+    done
+  )
+  pids=$(grep -E '^[0-9]+$' <<<"$pids" | sort -u)
+  [[ -z $pids ]] && return 0
+  say "killing containerd shims/containers: $(echo $pids)"
+  # shellcheck disable=SC2086
+  kill -KILL $pids 2>/dev/null
+  sleep 0.3
+}
+# remove_tasks: while our containerd still runs, kill and delete every task
+# and container it has, so the shims exit cleanly (and remove their sockets)
+remove_tasks() {
+  local sock=$RUNDIR/containerd/containerd.sock id
+  alive containerd && [[ -S $sock ]] && command -v ctr >/dev/null || return 0
+  local ctr=(timeout 20 ctr -a "$sock" -n k8s.io)
+  for id in $("${ctr[@]}" tasks ls -q 2>/dev/null); do
+    "${ctr[@]}" tasks kill -a -s SIGKILL "$id" >/dev/null 2>&1
+  done
+  for id in $("${ctr[@]}" tasks ls -q 2>/dev/null); do
+    "${ctr[@]}" tasks delete -f "$id" >/dev/null 2>&1
+  done
+  for id in $("${ctr[@]}" containers ls -q 2>/dev/null); do
+    "${ctr[@]}" containers delete "$id" >/dev/null 2>&1
   done
 }
 
 # 1. processes: kubelet first (so it stops restarting pods), then the control plane
 stop kubelet kube-scheduler kube-controller-manager
 if is_root; then
+  remove_tasks
   kill_pod_processes
-  pids=$(shim_pids | grep -E '^[0-9]+$' | sort -u)
-  if [[ -n $pids ]]; then
-    say "killing containerd shims/containers: $(echo $pids)"
-    # shellcheck disable=SC2086
-    kill -KILL $pids 2>/dev/null
-  fi
+  kill_shims
 fi
 stop containerd kube-apiserver
 stop etcd
 if is_root; then
   kill_pod_processes
+  kill_shims
+  # shim sockets nobody listens on any more (a killed shim cannot remove its own)
+  for f in /run/containerd/s/*; do
+    [[ -S $f ]] || continue
+    grep -qF " $f" /proc/net/unix || rm -f "$f"
+  done
 
   # 2. mounts under our data/run dirs (deepest first), then the dirs
   for i in 1 2 3; do
