@@ -383,8 +383,45 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         drain: cli.drain.unwrap_or(Duration::from_secs(30)),
         metrics_client_label: !cli.no_client_label,
     });
-    if cfg.api.as_ref().is_some_and(|a| !a.addr.is_empty()) {
-        tracing::warn!("the Web API (api / -api) is not available in this build of gost-proxy yet; ignoring it");
+    let write_lock = Arc::new(tokio::sync::Mutex::new(()));
+    let reload: crate::api::ReloadFn = {
+        let (cli, engine, lock) = (cli.clone(), Arc::clone(&engine), Arc::clone(&write_lock));
+        Arc::new(move || {
+            let (cli, engine, lock) = (cli.clone(), Arc::clone(&engine), Arc::clone(&lock));
+            Box::pin(async move {
+                let _w = lock.lock().await;
+                let kinds = crate::Kinds::builtin();
+                let cfg = effective_config(&cli, &kinds)
+                    .await
+                    .map_err(|e| format!("{e:#}"))?;
+                engine.apply(cfg).await.map_err(|e| e.to_string())
+            })
+        })
+    };
+    let save_path = cli
+        .configs
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.is_file());
+    let api_ctx = Arc::new(crate::api::ApiContext {
+        engine: Arc::downgrade(&engine),
+        reload: Arc::clone(&reload),
+        save_path,
+        write: write_lock,
+    });
+    *engine.store.api.write() = Some(Arc::clone(&api_ctx));
+    let mut _api_task = None;
+    if let Some(a) = cfg.api.clone().filter(|a| !a.addr.is_empty()) {
+        let app = crate::api::router(
+            Arc::clone(&api_ctx),
+            crate::api::ApiSettings::from_config(&a, Arc::downgrade(&engine)),
+        );
+        _api_task = Some(
+            crate::api::serve(&a.addr, app)
+                .await
+                .with_context(|| format!("api.addr {}", a.addr))?,
+        );
+        tracing::info!(addr = %a.addr, "api listening");
     }
     if let Some(m) = cfg.metrics.clone().filter(|m| !m.addr.is_empty()) {
         serve_metrics(m, Arc::clone(&engine)).await?;
@@ -409,6 +446,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         engine.shutdown(Duration::ZERO).await;
         return Ok(ExitCode::from(1));
     }
+    let watched: Vec<std::path::PathBuf> = cli
+        .configs
+        .iter()
+        .map(std::path::PathBuf::from)
+        .filter(|p| p.is_file() || p.is_dir())
+        .collect();
+    let _watch = (!cli.no_watch && !watched.is_empty()).then(|| {
+        crate::watch::spawn(
+            watched,
+            Arc::clone(&reload),
+            Duration::from_secs(5),
+            Duration::from_millis(200),
+        )
+    });
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -418,12 +469,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => {
-                match effective_config(&cli, &kinds).await {
-                    Ok(cfg) => match engine.apply(cfg).await {
-                        Ok(r) => tracing::info!(?r, "reloaded (SIGHUP)"),
-                        Err(e) => tracing::error!(error = %e, "reload rejected; the running config keeps serving"),
-                    },
-                    Err(e) => tracing::error!(error = %format!("{e:#}"), "reload rejected; the running config keeps serving"),
+                match reload().await {
+                    Ok(r) => tracing::info!(added = ?r.added, changed = ?r.changed, removed = ?r.removed, "reloaded (SIGHUP)"),
+                    Err(e) => tracing::error!(error = %e, "reload rejected; the running config keeps serving"),
                 }
             }
         }

@@ -30,6 +30,8 @@ pub struct Cli {
     pub health: Option<String>,
     /// `--metrics-no-client-label`.
     pub no_client_label: bool,
+    /// `--no-watch`: do not reload when a `-C` file or directory changes.
+    pub no_watch: bool,
     /// Positional arguments (after a subcommand).
     pub positional: Vec<String>,
 }
@@ -51,6 +53,8 @@ GOST flags:
   -metrics addr Prometheus endpoint, [user:pass@]host:port[?path=/metrics]
 kubegost flags:
   --strict              unknown metadata keys are errors
+  --config-dir dir      same as -C dir (every *.yaml, *.yml, *.json in it, merged in name order)
+  --no-watch            do not reload when a -C file or directory changes (SIGHUP still does)
   --drain-timeout dur   drain deadline on SIGTERM (default 30s)
   --health addr         serve /live and /ready on addr
   --metrics-no-client-label   drop the unbounded `client` label from metrics
@@ -100,6 +104,8 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
             "api" => c.api = Some(value("api")?),
             "metrics" => c.metrics = Some(value("metrics")?),
             "strict" => c.strict = true,
+            "no-watch" => c.no_watch = true,
+            "config-dir" => c.configs.push(value("config-dir")?),
             "metrics-no-client-label" => c.no_client_label = true,
             "drain-timeout" => {
                 let v = value("drain-timeout")?;

@@ -571,8 +571,12 @@ impl ServicePlan {
         self,
         metrics: &Arc<Metrics>,
         opts: &BuildOpts,
+        handed_over: Option<Arc<dyn crate::component::Listener>>,
     ) -> Result<Arc<Service>, BuildError> {
-        let l = (self.listen)(&self.listener_opts)?;
+        let l = match handed_over {
+            Some(l) => l,
+            None => (self.listen)(&self.listener_opts)?,
+        };
         let [smd, hmd] = &self.mds;
         let lmd = &self.listener_opts.md;
         let mut shared = smd.used_present_keys();

@@ -74,6 +74,7 @@ pub struct Engine {
     opts: EngineOpts,
     services: tokio::sync::Mutex<BTreeMap<String, Running>>,
     config: Mutex<Config>,
+    retiring: tokio_util::task::TaskTracker,
 }
 
 fn replace<T>(named: &Named<T>, items: Vec<(String, Arc<T>)>) {
@@ -103,6 +104,7 @@ impl Engine {
             opts,
             services: tokio::sync::Mutex::new(BTreeMap::new()),
             config: Mutex::new(Config::default()),
+            retiring: tokio_util::task::TaskTracker::new(),
         })
     }
 
@@ -158,36 +160,63 @@ impl Engine {
         let mut report = ApplyReport::default();
         let wanted: BTreeMap<&str, &gost_config::ServiceConfig> =
             cfg.services.iter().map(|s| (s.name.as_str(), s)).collect();
-        // Close removed and changed services first (frees their ports).
-        let mut closing = Vec::new();
+        let drain = self.opts.drain;
+        let mut handed: BTreeMap<String, Arc<dyn crate::component::Listener>> = BTreeMap::new();
         for name in running.keys().cloned().collect::<Vec<_>>() {
-            let keep = wanted
-                .get(name.as_str())
-                .is_some_and(|w| same_service(w, &running[&name].raw));
-            if !keep {
-                if let Some(r) = running.remove(&name) {
-                    if wanted.contains_key(name.as_str()) {
-                        report.changed.push(name.clone());
-                    } else {
-                        report.removed.push(name.clone());
-                    }
-                    closing.push(r);
+            let Some(old) = running.get(&name) else {
+                continue;
+            };
+            match wanted.get(name.as_str()) {
+                Some(w) if same_service(w, &old.raw) => {
+                    report.unchanged.push(name);
+                    continue;
                 }
-            } else {
-                report.unchanged.push(name);
+                Some(w) => {
+                    report.changed.push(name.clone());
+                    let same_socket = same_listener(w, &old.raw);
+                    if let Some(r) = running.remove(&name) {
+                        r.svc
+                            .hooks()
+                            .run(
+                                crate::hooks::Phase::PreDown,
+                                &r.svc.name,
+                                &r.svc.local_addr().to_string(),
+                            )
+                            .await;
+                        if same_socket {
+                            // Hand the bound socket to the new service: nothing is refused.
+                            if let Some(l) = r.svc.take_listener() {
+                                handed.insert(name.clone(), l);
+                            }
+                            self.retire(r, drain, true);
+                        } else {
+                            r.svc.stop_listening();
+                            self.retire(r, drain, true);
+                        }
+                    }
+                }
+                None => {
+                    report.removed.push(name.clone());
+                    if let Some(r) = running.remove(&name) {
+                        r.svc
+                            .hooks()
+                            .run(
+                                crate::hooks::Phase::PreDown,
+                                &r.svc.name,
+                                &r.svc.local_addr().to_string(),
+                            )
+                            .await;
+                        r.svc.stop_listening();
+                        self.retire(r, drain, true);
+                    }
+                }
             }
         }
-        let drain = self.opts.drain;
-        futures_join_all(closing.into_iter().map(|r| async move {
-            r.svc.close(drain).await;
-            let _ = r.task.await;
-        }))
-        .await;
         for s in &cfg.services {
             if running.contains_key(&s.name) {
                 continue;
             }
-            match self.start_service(s).await {
+            match self.start_service(s, handed.remove(&s.name)).await {
                 Ok(r) => {
                     if !report.changed.contains(&s.name) {
                         report.added.push(s.name.clone());
@@ -205,9 +234,22 @@ impl Engine {
         Ok(report)
     }
 
-    async fn start_service(&self, c: &gost_config::ServiceConfig) -> Result<Running, BuildError> {
+    /// Lets a stopped service's connections finish in the background, then runs `postDown`.
+    fn retire(&self, r: Running, drain: Duration, pre_down_done: bool) {
+        let _ = pre_down_done;
+        self.retiring.spawn(async move {
+            r.svc.finish_handed_over(drain).await;
+            let _ = r.task.await;
+        });
+    }
+
+    async fn start_service(
+        &self,
+        c: &gost_config::ServiceConfig,
+        handed: Option<Arc<dyn crate::component::Listener>>,
+    ) -> Result<Running, BuildError> {
         let plan = build::service(&self.kinds, c, &self.store, &self.build_opts())?;
-        let svc = plan.start(&self.metrics, &self.build_opts())?;
+        let svc = plan.start(&self.metrics, &self.build_opts(), handed)?;
         svc.pre_up().await;
         let task = tokio::spawn(Arc::clone(&svc).serve());
         Ok(Running {
@@ -274,6 +316,11 @@ fn same_service(a: &gost_config::ServiceConfig, b: &gost_config::ServiceConfig) 
     a.status = None;
     b.status = None;
     a == b
+}
+
+/// Whether a changed service can keep its bound socket: same address, same listener config.
+fn same_listener(a: &gost_config::ServiceConfig, b: &gost_config::ServiceConfig) -> bool {
+    a.addr == b.addr && a.listener == b.listener
 }
 
 fn install(store: &Store, b: Built) {

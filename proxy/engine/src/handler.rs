@@ -1,5 +1,6 @@
 //! Handlers: one module per GOST handler type string.
 
+pub mod api;
 pub mod auto;
 pub mod forward;
 pub mod http;

@@ -246,3 +246,62 @@ mod tests {
         assert_eq!((stats.a_to_b, stats.b_to_a), (4, 4));
     }
 }
+
+/// Counts bytes read from and written to the wrapped stream into two sinks (metrics and
+/// service stats) — GOST's listener-side transfer counters.
+pub struct Counted<S> {
+    inner: S,
+    on_read: Box<dyn Fn(u64) + Send + Sync>,
+    on_write: Box<dyn Fn(u64) + Send + Sync>,
+}
+
+impl<S> Counted<S> {
+    /// Wraps `inner`; `on_read(n)` after each read, `on_write(n)` after each write.
+    pub fn new(
+        inner: S,
+        on_read: Box<dyn Fn(u64) + Send + Sync>,
+        on_write: Box<dyn Fn(u64) + Send + Sync>,
+    ) -> Self {
+        Counted {
+            inner,
+            on_read,
+            on_write,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            (self.on_read)(n as u64);
+        }
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = &r {
+            (self.on_write)(*n as u64);
+        }
+        r
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

@@ -13,6 +13,7 @@
 //! operator, which shares `gost-config`).
 
 pub mod addr;
+pub mod api;
 pub mod app;
 pub mod args;
 pub mod build;
@@ -37,6 +38,7 @@ pub mod service;
 pub mod socks;
 pub mod store;
 pub mod supervise;
+pub mod watch;
 
 pub use component::Kinds;
 pub use engine::{Engine, EngineOpts};
@@ -46,6 +48,7 @@ pub fn register_all(k: &mut Kinds) {
     k.listener("tcp", listener::tcp::check, listener::tcp::new);
     k.listener("udp", listener::udp::check, listener::udp::new);
 
+    k.handler("api", handler::api::new);
     k.handler("auto", handler::auto::new);
     k.handler("http", handler::http::new);
     k.handler("socks5", handler::socks5::new);

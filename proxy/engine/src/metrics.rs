@@ -171,11 +171,13 @@ impl Metrics {
         self.errors.get_or_create(&self.cl(service, client)).inc();
     }
 
-    /// Transfer bytes.
-    pub fn transfer(&self, service: &str, client: &str, input: u64, output: u64) {
+    /// The input/output byte counters of one client of one service.
+    pub fn transfer_counters(&self, service: &str, client: &str) -> (Counter, Counter) {
         let l = self.cl(service, client);
-        self.input.get_or_create(&l).inc_by(input);
-        self.output.get_or_create(&l).inc_by(output);
+        (
+            self.input.get_or_create(&l).clone(),
+            self.output.get_or_create(&l).clone(),
+        )
     }
 
     /// Prometheus text exposition.

@@ -97,6 +97,8 @@ pub struct Service {
     served: tokio::sync::watch::Sender<bool>,
     total: AtomicU64,
     errors: AtomicU64,
+    input: Arc<AtomicU64>,
+    output: Arc<AtomicU64>,
 }
 
 impl Service {
@@ -134,6 +136,8 @@ impl Service {
             served,
             total: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            input: Arc::new(AtomicU64::new(0)),
+            output: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -178,6 +182,8 @@ impl Service {
         s.stats.total_conns = self.total.load(Ordering::Relaxed);
         s.stats.current_conns = self.conns.len() as u64;
         s.stats.total_errs = self.errors.load(Ordering::Relaxed);
+        s.stats.input_bytes = self.input.load(Ordering::Relaxed);
+        s.stats.output_bytes = self.output.load(Ordering::Relaxed);
         s
     }
 
@@ -234,6 +240,24 @@ impl Service {
                 continue;
             }
             self.total.fetch_add(1, Ordering::Relaxed);
+            let conn = match conn {
+                crate::component::Inbound::Stream(s) => {
+                    let (ci, co) = self.metrics.transfer_counters(&self.name, &ip);
+                    let (si, so) = (Arc::clone(&self.input), Arc::clone(&self.output));
+                    crate::component::Inbound::Stream(Box::new(crate::io::Counted::new(
+                        s,
+                        Box::new(move |n| {
+                            ci.inc_by(n);
+                            si.fetch_add(n, Ordering::Relaxed);
+                        }),
+                        Box::new(move |n| {
+                            co.inc_by(n);
+                            so.fetch_add(n, Ordering::Relaxed);
+                        }),
+                    )))
+                }
+                other => other,
+            };
             let ctx = ConnCtx {
                 sid: new_sid(),
                 service: Arc::from(self.name.as_str()),
@@ -264,6 +288,24 @@ impl Service {
             });
         }
         self.metrics.service_up(false);
+    }
+
+    /// Stops accepting and hands the bound listener over (to the service replacing this one,
+    /// so the socket is never closed and no connection is refused during a change).
+    pub fn take_listener(&self) -> Option<Arc<dyn Listener>> {
+        self.stop_accept.cancel();
+        self.served.send_replace(false);
+        self.listener.lock().take()
+    }
+
+    /// Drains and runs `postDown` after [`Service::take_listener`] (the `preDown` ran before).
+    pub async fn finish_handed_over(&self, deadline: Duration) {
+        self.drain(deadline).await;
+        self.set_state(State::Closed);
+        self.event(format!("service {} is closed", self.name));
+        self.hooks
+            .run(Phase::PostDown, &self.name, &self.local.to_string())
+            .await;
     }
 
     /// Stops accepting and releases the listening socket (no hooks).

@@ -57,6 +57,8 @@ pub struct Store {
     pub hosts: Named<Hosts>,
     /// `resolvers`.
     pub resolvers: Named<Resolver>,
+    /// The Web API context, for services with the `api` handler.
+    pub api: RwLock<Option<Arc<crate::api::ApiContext>>>,
 }
 
 /// Authentication of a handler: none, an inline user, or named authers (any success wins).
