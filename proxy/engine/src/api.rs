@@ -218,14 +218,16 @@ async fn auth(State(st): State<St>, req: Request, next: Next) -> Response {
     r
 }
 
-fn engine(st: &St) -> Result<Arc<Engine>, Response> {
-    st.ctx.engine.upgrade().ok_or_else(|| {
-        err(
-            StatusCode::SERVICE_UNAVAILABLE,
-            503,
-            "engine is shutting down",
-        )
-    })
+fn engine(st: &St) -> Option<Arc<Engine>> {
+    st.ctx.engine.upgrade()
+}
+
+fn gone() -> Response {
+    err(
+        StatusCode::SERVICE_UNAVAILABLE,
+        503,
+        "engine is shutting down",
+    )
 }
 
 fn singular(kind: &str) -> Option<&'static str> {
@@ -273,9 +275,8 @@ struct FormatQuery {
 }
 
 async fn get_config(State(st): State<St>, Query(q): Query<FormatQuery>) -> Response {
-    let e = match engine(&st) {
-        Ok(e) => e,
-        Err(r) => return r,
+    let Some(e) = engine(&st) else {
+        return gone();
     };
     let v = config_json(&e).await;
     if q.format.as_deref() == Some("yaml") {
@@ -292,9 +293,8 @@ async fn get_config(State(st): State<St>, Query(q): Query<FormatQuery>) -> Respo
 }
 
 async fn save_config(State(st): State<St>, Query(q): Query<FormatQuery>) -> Response {
-    let e = match engine(&st) {
-        Ok(e) => e,
-        Err(r) => return r,
+    let Some(e) = engine(&st) else {
+        return gone();
     };
     let cfg = e.config();
     let path = q
@@ -350,9 +350,8 @@ async fn list(State(st): State<St>, Path(kind): Path<String>) -> Response {
     if singular(&kind).is_none() {
         return not_found();
     }
-    let e = match engine(&st) {
-        Ok(e) => e,
-        Err(r) => return r,
+    let Some(e) = engine(&st) else {
+        return gone();
     };
     let v = config_json(&e).await;
     let list = v.get(&kind).cloned().unwrap_or(Value::Array(vec![]));
@@ -367,9 +366,8 @@ async fn get_one(State(st): State<St>, Path((kind, name)): Path<(String, String)
     if singular(&kind).is_none() {
         return not_found();
     }
-    let e = match engine(&st) {
-        Ok(e) => e,
-        Err(r) => return r,
+    let Some(e) = engine(&st) else {
+        return gone();
     };
     let v = config_json(&e).await;
     let found = v
@@ -410,9 +408,8 @@ async fn mutate(
     let Some(one) = singular(kind) else {
         return not_found();
     };
-    let e = match engine(st) {
-        Ok(e) => e,
-        Err(r) => return r,
+    let Some(e) = engine(st) else {
+        return gone();
     };
     let _w = st.ctx.write.lock().await;
     let cfg = e.config();
@@ -553,4 +550,74 @@ pub async fn serve(addr: &str, app: Router) -> std::io::Result<tokio::task::Join
     Ok(tokio::spawn(async move {
         let _ = axum::serve(l, app).await;
     }))
+}
+
+/// Every documented route: (path relative to the prefix, methods).
+pub fn routes() -> Vec<(String, Vec<&'static str>)> {
+    let mut v = vec![
+        ("/config".to_string(), vec!["get", "post"]),
+        ("/config/reload".to_string(), vec!["post"]),
+        ("/docs/swagger.yaml".to_string(), vec!["get"]),
+    ];
+    for (kind, _) in KINDS {
+        v.push((format!("/config/{kind}"), vec!["get", "post"]));
+        v.push((
+            format!("/config/{kind}/{{name}}"),
+            vec!["get", "put", "delete"],
+        ));
+    }
+    v
+}
+
+/// The OpenAPI document, generated from [`routes`] and [`KINDS`] (committed as
+/// `proxy/engine/api/openapi.yaml`; a test fails when the file is stale).
+pub fn openapi_yaml() -> String {
+    let mut o = String::from(
+        "# Generated from proxy/engine/src/api.rs (UPDATE_OPENAPI=1 cargo test -p gost-engine --test api); do not edit.\n\
+openapi: 3.0.3\n\
+info:\n  title: gost-proxy Web API (GOST v3 compatible)\n  version: v1\n  description: >-\n    Dynamic configuration of gost-proxy. Paths, bodies and status codes follow GOST v3:\n    errors are {code, msg}; an unknown name on GET is 200 {}; on PUT/DELETE it is 400 with code 40004.\n    Durations are integers in nanoseconds (strings such as \"30s\" are accepted too).\n\
+security:\n  - basic: []\n\
+components:\n  securitySchemes:\n    basic: {type: http, scheme: basic}\n  schemas:\n\
+    Response:\n      type: object\n      properties:\n        code: {type: integer}\n        msg: {type: string}\n        data: {}\n\
+    Object:\n      type: object\n      description: a GOST config object (service, chain, hop, ...)\n      required: [name]\n      properties:\n        name: {type: string}\n      additionalProperties: true\n\
+  responses:\n    OK:\n      description: success\n      content:\n        application/json:\n          schema: {$ref: '#/components/schemas/Response'}\n\
+    Error:\n      description: 'error: {code, msg} (40001 name required / reload failed, 40002 exists, 40003 invalid object, 40004 not found, 40005 save failed)'\n      content:\n        application/json:\n          schema: {$ref: '#/components/schemas/Response'}\n\
+paths:\n",
+    );
+    for (path, methods) in routes() {
+        o.push_str(&format!("  {path}:\n"));
+        let kind = path
+            .strip_prefix("/config/")
+            .and_then(|r| r.split('/').next())
+            .and_then(singular);
+        for m in methods {
+            let summary = match (path.as_str(), m, kind) {
+                ("/config", "get", _) => "the running configuration (?format=json|yaml), services with live status".to_string(),
+                ("/config", "post", _) => "save the running configuration (?format=json|yaml&path=file; default: the -C file)".to_string(),
+                ("/config/reload", _, _) => "re-read every config source and apply it".to_string(),
+                ("/docs/swagger.yaml", _, _) => "this document (no authentication)".to_string(),
+                (p, "get", Some(k)) if p.ends_with("{name}") => format!("get one {k}"),
+                (_, "get", Some(k)) => format!("list {k} objects"),
+                (_, "post", Some(k)) => format!("create a {k}"),
+                (_, "put", Some(k)) => format!("replace a {k} (its name is the path name)"),
+                (_, "delete", Some(k)) => format!("delete a {k}"),
+                _ => String::new(),
+            };
+            o.push_str(&format!("    {m}:\n      summary: {summary:?}\n"));
+            if path.ends_with("{name}") {
+                o.push_str("      parameters:\n        - {name: name, in: path, required: true, schema: {type: string}}\n");
+            }
+            if m == "post" && kind.is_some() || m == "put" {
+                o.push_str("      requestBody:\n        required: true\n        content:\n          application/json:\n            schema: {$ref: '#/components/schemas/Object'}\n");
+            }
+            if path == "/docs/swagger.yaml" {
+                o.push_str("      security: []\n");
+            }
+            o.push_str("      responses:\n        '200': {$ref: '#/components/responses/OK'}\n");
+            if path != "/docs/swagger.yaml" {
+                o.push_str("        '400': {$ref: '#/components/responses/Error'}\n        '401': {$ref: '#/components/responses/Error'}\n        '500': {$ref: '#/components/responses/Error'}\n");
+            }
+        }
+    }
+    o
 }

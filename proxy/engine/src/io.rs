@@ -210,43 +210,6 @@ where
     total
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn rewind_replays_then_reads() {
-        let (a, mut b) = tokio::io::duplex(64);
-        let mut r = Rewind::new(b"hello ".to_vec(), a);
-        b.write_all(b"world").await.unwrap();
-        drop(b);
-        let mut s = String::new();
-        r.read_to_string(&mut s).await.unwrap();
-        assert_eq!(s, "hello world");
-    }
-
-    #[tokio::test]
-    async fn pipe_copies_both_ways_and_half_closes() {
-        let (client, proxy_a) = tokio::io::duplex(1024);
-        let (proxy_b, server) = tokio::io::duplex(1024);
-        let p = tokio::spawn(pipe(proxy_a, proxy_b, None));
-        let (mut cr, mut cw) = tokio::io::split(client);
-        let (mut sr, mut sw) = tokio::io::split(server);
-        cw.write_all(b"ping").await.unwrap();
-        cw.shutdown().await.unwrap();
-        let mut got = Vec::new();
-        sr.read_to_end(&mut got).await.unwrap();
-        assert_eq!(got, b"ping");
-        sw.write_all(b"pong").await.unwrap();
-        sw.shutdown().await.unwrap();
-        let mut back = Vec::new();
-        cr.read_to_end(&mut back).await.unwrap();
-        assert_eq!(back, b"pong");
-        let stats = p.await.unwrap();
-        assert_eq!((stats.a_to_b, stats.b_to_a), (4, 4));
-    }
-}
-
 /// Counts bytes read from and written to the wrapped stream into two sinks (metrics and
 /// service stats) — GOST's listener-side transfer counters.
 pub struct Counted<S> {
@@ -303,5 +266,42 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn rewind_replays_then_reads() {
+        let (a, mut b) = tokio::io::duplex(64);
+        let mut r = Rewind::new(b"hello ".to_vec(), a);
+        b.write_all(b"world").await.unwrap();
+        drop(b);
+        let mut s = String::new();
+        r.read_to_string(&mut s).await.unwrap();
+        assert_eq!(s, "hello world");
+    }
+
+    #[tokio::test]
+    async fn pipe_copies_both_ways_and_half_closes() {
+        let (client, proxy_a) = tokio::io::duplex(1024);
+        let (proxy_b, server) = tokio::io::duplex(1024);
+        let p = tokio::spawn(pipe(proxy_a, proxy_b, None));
+        let (mut cr, mut cw) = tokio::io::split(client);
+        let (mut sr, mut sw) = tokio::io::split(server);
+        cw.write_all(b"ping").await.unwrap();
+        cw.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        sr.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"ping");
+        sw.write_all(b"pong").await.unwrap();
+        sw.shutdown().await.unwrap();
+        let mut back = Vec::new();
+        cr.read_to_end(&mut back).await.unwrap();
+        assert_eq!(back, b"pong");
+        let stats = p.await.unwrap();
+        assert_eq!((stats.a_to_b, stats.b_to_a), (4, 4));
     }
 }
