@@ -18,13 +18,16 @@ names=("$@")
 if ((${#names[@]} == 0)); then
   explicit=0
   names=(pause origin)
-  bins=$(cd "$REPO_ROOT" && cargo metadata --no-deps --format-version 1 2>/dev/null |
-    python3 -c 'import json,sys
+fi
+# "BIN PACKAGE" for every binary target of the workspace
+bins=$(cd "$REPO_ROOT" && cargo metadata --no-deps --format-version 1 2>/dev/null |
+  python3 -c 'import json,sys
 for p in json.load(sys.stdin)["packages"]:
     for t in p["targets"]:
-        if "bin" in t["kind"]: print(t["name"])' || true)
-  grep -qx gost-proxy <<<"$bins" && names+=(proxy)
-  grep -qx gost-operator <<<"$bins" && names+=(operator)
+        if "bin" in t["kind"]: print(t["name"], p["name"])' || true)
+if ((!explicit)); then
+  grep -q '^gost-proxy ' <<<"$bins" && names+=(proxy)
+  grep -q '^gost-operator ' <<<"$bins" && names+=(operator)
 fi
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 
@@ -61,7 +64,11 @@ for n in "${names[@]}"; do
       mkimage "$n" "localhost/kubegost-testenv/$(basename "$out")" "$out"
       ;;
     proxy | operator)
-      pkg=$([[ $n == proxy ]] && echo gost-engine || echo gost-operator)
+      pkg=$(awk -v b="gost-$n" '$1==b {print $2; exit}' <<<"$bins")
+      if [[ -z $pkg ]]; then
+        if ((explicit)); then log "ERROR: the workspace has no binary gost-$n"; failed=1; fi
+        continue
+      fi
       if bin=$(static_rust "$pkg" "gost-$n"); then
         cp "$bin" "$work/gost-$n"
         mkimage "$n" "localhost/kubegost/$n" "$work/gost-$n"
@@ -74,5 +81,10 @@ for n in "${names[@]}"; do
       ;;
     *) die "unknown image $n (pause, origin, proxy, operator)" ;;
   esac
+done
+# prune tarballs nobody references any more (kept 2 days for concurrent clones)
+refs=$(cat "$IMAGES_DIR"/*.ref 2>/dev/null | awk '{print $2}')
+find "$IMAGES_DIR" -maxdepth 1 -name '*.tar' -mtime +2 2>/dev/null | while read -r t; do
+  grep -qxF "$t" <<<"$refs" || rm -f "$t"
 done
 exit $failed

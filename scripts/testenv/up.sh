@@ -125,8 +125,9 @@ if [[ $LEVEL == 2 ]]; then
     --kubelet-certificate-authority="$P/ca.crt"
     --kubelet-preferred-address-types=InternalIP)
 else
-  # loopback bind: do not publish an advertise address anywhere
-  api_args+=(--authorization-mode=RBAC --endpoint-reconciler-type=none)
+  # loopback only: advertise 127.0.0.1 (never the machine's own interfaces),
+  # and publish no endpoints for the kubernetes Service
+  api_args+=(--advertise-address=127.0.0.1 --authorization-mode=RBAC --endpoint-reconciler-type=none)
 fi
 log "starting kube-apiserver ($API_URL)"
 start_bg kube-apiserver "$K8S_BIN/kube-apiserver" "${api_args[@]}"
