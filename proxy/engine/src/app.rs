@@ -74,6 +74,9 @@ pub async fn load_source(src: &str) -> anyhow::Result<Config> {
         bail!("-C {t}: loading config from a URL is not supported by gost-proxy (accepted: a file, a directory, '-' or inline JSON)");
     }
     let p = Path::new(t);
+    if !p.exists() && (t.contains('\n') || t.starts_with("services:")) {
+        return Config::from_yaml(t).context("-C <inline YAML>");
+    }
     if p.is_dir() {
         let mut cfg = Config::default();
         for f in dir_files(p)? {

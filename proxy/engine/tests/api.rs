@@ -158,3 +158,48 @@ async fn crud_changes_what_the_proxy_serves() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn api_handler_service_and_save_to_the_c_file() {
+    let (pa, ph) = (free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gost.yaml");
+    std::fs::write(
+        &file,
+        format!("services:\n- name: web\n  addr: 127.0.0.1:{ph}\n  handler: {{type: http}}\n"),
+    )
+    .unwrap();
+    let l = format!("api://127.0.0.1:{pa}?pathPrefix=/x");
+    let f = file.display().to_string();
+    let _p = tokio::task::spawn_blocking(move || {
+        Proxy::start(&["-C", &f, "-L", &l, "--no-watch"], &[pa, ph])
+    })
+    .await
+    .unwrap();
+    let base = format!("http://127.0.0.1:{pa}/x");
+    let file2 = file.clone();
+    tokio::task::spawn_blocking(move || {
+        let (code, body) = call("GET", &format!("{base}/config/services"), None);
+        assert_eq!(code, "200");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["data"]["count"], 2, "{body}");
+        let hosts = r#"{"name":"h1","mappings":[{"ip":"127.0.0.1","hostname":"a.test"}]}"#;
+        assert_eq!(
+            call("POST", &format!("{base}/config/hosts"), Some(hosts)).0,
+            "200"
+        );
+        assert_eq!(
+            call("POST", &format!("{base}/config"), None),
+            ("200".into(), r#"{"msg":"OK"}"#.into())
+        );
+        let saved = std::fs::read_to_string(&file2).unwrap();
+        let cfg = gost_config::Config::from_yaml(&saved).unwrap();
+        assert_eq!(cfg.hosts[0].name, "h1");
+        assert_eq!(cfg.services.len(), 2, "{saved}");
+        let (code, y) = call("GET", &format!("{base}/config?format=yaml"), None);
+        assert_eq!(code, "200");
+        assert!(y.contains("name: h1"), "{y}");
+    })
+    .await
+    .unwrap();
+}

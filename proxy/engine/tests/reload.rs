@@ -100,7 +100,11 @@ async fn reload_under_load(use_dir: bool) {
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
-                if one_request(pa).await {
+                // A must serve every request; B (being changed) must never refuse a connection.
+                let b_accepts = tokio::net::TcpStream::connect(("127.0.0.1", pb))
+                    .await
+                    .is_ok();
+                if one_request(pa).await && b_accepts {
                     ok.fetch_add(1, Ordering::Relaxed);
                 } else {
                     failed.fetch_add(1, Ordering::Relaxed);
