@@ -71,7 +71,7 @@ kill_pod_processes() {
 our_shims() {
   local p sock="$RUNDIR/containerd/containerd.sock"
   for p in /proc/[0-9]*; do
-    tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF -- "-address $sock " && echo "${p#/proc/}"
+    tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -qF -- "-address $sock " && echo "${p#/proc/}"
   done
   return 0
 }

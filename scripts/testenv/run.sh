@@ -36,9 +36,16 @@ finish() {
     "$TESTENV_DIR/down.sh" --quiet || log "down.sh failed"
   fi
 }
+cmd_pid=
+# on INT/TERM: stop CMD (its own process group), then bring the cluster down
+on_signal() {
+  [[ -n $cmd_pid ]] && kill -TERM -- "-$cmd_pid" 2>/dev/null
+  finish
+  exit "$1"
+}
 trap finish EXIT
-trap 'finish; exit 130' INT
-trap 'finish; exit 143' TERM
+trap 'on_signal 130' INT
+trap 'on_signal 143' TERM
 
 # one cluster per machine: concurrent run.sh calls wait for each other
 mkdir -p "$CACHE"
@@ -57,8 +64,13 @@ set -a
 . "$STATE/env"
 set +a
 log "running: $*"
-"$@"
+# CMD runs in its own process group so that a signal to run.sh can stop it
+# (bash defers traps while a foreground child runs, but not during `wait`)
+setsid "$@" <&0 &
+cmd_pid=$!
+wait "$cmd_pid"
 rc=$?
+cmd_pid=
 if ((rc != 0)); then
   log "command failed with status $rc; component logs follow"
   show_logs
