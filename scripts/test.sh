@@ -30,6 +30,10 @@ if [[ ${KUBEGOST_TEST_NO_CLUSTER:-0} == 1 ]]; then
   step "cargo test (no cluster)"
   exec cargo test --workspace --locked
 fi
+step "test images (pause, http-origin, gost-proxy; no registry)"
+scripts/testenv/images.sh
+step "test cluster up/down leak check"
+scripts/testenv/selftest.sh --level "${KUBEGOST_TEST_LEVEL:-2}"
 step "cargo test inside a level-${KUBEGOST_TEST_LEVEL:-2} test cluster"
 export KUBEGOST_TESTENV_REQUIRED=1
 exec scripts/testenv/run.sh --level "${KUBEGOST_TEST_LEVEL:-2}" -- cargo test --workspace --locked
