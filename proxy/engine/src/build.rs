@@ -361,7 +361,6 @@ pub struct ServicePlan {
     /// Hooks.
     pub hooks: Hooks,
     store: Arc<Store>,
-    mds: [Arc<Md>; 2],
 }
 
 /// Service metadata keys the engine itself reads.
@@ -549,6 +548,13 @@ pub fn service(
         tls: None,
     };
     (lf.0)(&listener_opts)?;
+    // Unknown metadata keys, once every component has read its keys: CLI parameters land in
+    // service, handler and listener metadata at once, so a key any of the three understands
+    // is not reported as unknown in the others.
+    let mut shared = smd.used_present_keys();
+    shared.extend(hmd.used_present_keys());
+    shared.extend(lmd.used_present_keys());
+    check_unknown(&[&smd, &hmd, &lmd], &shared, opts.strict)?;
     Ok(ServicePlan {
         name: c.name.clone(),
         raw: c.clone(),
@@ -558,31 +564,22 @@ pub fn service(
         admission: AdmissionRef(names(&c.admission, &c.admissions)),
         hooks,
         store: Arc::clone(store),
-        mds: [Arc::new(smd), hmd],
     })
 }
 
 impl ServicePlan {
-    /// Binds the listener and creates the service (runs nothing). Unknown metadata keys are
-    /// reported here, once every component has read its keys: CLI parameters land in
-    /// service, handler and listener metadata at once, so a key any of the three understands
-    /// is not reported as unknown in the others.
+    /// Binds the listener (or takes over a handed-over one) and creates the service (runs
+    /// nothing).
     pub fn start(
         self,
         metrics: &Arc<Metrics>,
-        opts: &BuildOpts,
+        _opts: &BuildOpts,
         handed_over: Option<Arc<dyn crate::component::Listener>>,
     ) -> Result<Arc<Service>, BuildError> {
         let l = match handed_over {
             Some(l) => l,
             None => (self.listen)(&self.listener_opts)?,
         };
-        let [smd, hmd] = &self.mds;
-        let lmd = &self.listener_opts.md;
-        let mut shared = smd.used_present_keys();
-        shared.extend(hmd.used_present_keys());
-        shared.extend(lmd.used_present_keys());
-        check_unknown(&[smd, hmd, lmd], &shared, opts.strict)?;
         Ok(Service::new(
             self.name,
             l,

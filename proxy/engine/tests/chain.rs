@@ -108,3 +108,22 @@ async fn two_hop_chain_http_then_socks5() {
             .unwrap();
     assert_eq!(r, (0, ORIGIN_BODY.to_string()));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forward_connector_reaches_the_remote_forwarder_target() {
+    let o = origin().await;
+    let (pb, pa) = (free_port(), free_port());
+    let lb = format!("tcp://127.0.0.1:{pb}/{o}");
+    let _b = tokio::task::spawn_blocking(move || Proxy::start(&["-L", &lb], &[pb]))
+        .await
+        .unwrap();
+    let la = format!("tcp://127.0.0.1:{pa}");
+    let f = format!("forward://127.0.0.1:{pb}");
+    let _a = tokio::task::spawn_blocking(move || Proxy::start(&["-L", &la, "-F", &f], &[pa]))
+        .await
+        .unwrap();
+    let r = tokio::task::spawn_blocking(move || curl(&[&format!("http://127.0.0.1:{pa}/")]))
+        .await
+        .unwrap();
+    assert_eq!(r, (0, ORIGIN_BODY.to_string()));
+}

@@ -367,3 +367,31 @@ fn invalid_config_exits_64_naming_the_path() {
         .unwrap();
     assert!(String::from_utf8_lossy(&v.stdout).starts_with("gost-proxy "));
 }
+
+#[test]
+fn unknown_metadata_keys_warn_and_strict_rejects() {
+    let p = free_port();
+    let l = format!("http://127.0.0.1:{p}?udp=true&bogusKey=1");
+    let strict = std::process::Command::new(bin())
+        .args(["-L", &l, "--strict"])
+        .output()
+        .unwrap();
+    assert_eq!(strict.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&strict.stderr);
+    assert!(
+        err.contains("boguskey") && err.contains("services[service-0]"),
+        "{err}"
+    );
+    let mut lenient = Proxy::start(&["-L", &l], &[p]);
+    lenient.signal("TERM");
+    assert!(lenient.wait_exit(20).success());
+    let logs = lenient.logs();
+    assert!(
+        logs.contains("unknown metadata key") && logs.contains("boguskey"),
+        "{logs}"
+    );
+    assert!(
+        !logs.contains("\\\"udp\\\" ignored"),
+        "udp is known to the http handler: {logs}"
+    );
+}
