@@ -255,7 +255,6 @@ pub fn chain(kinds: &Kinds, c: &ChainConfig, opts: &BuildOpts) -> Result<Chain, 
 
 /// Builds a forwarder's private hop (or resolves nothing for a named `hop`).
 pub fn forwarder(
-    kinds: &Kinds,
     path: &str,
     f: &ForwarderConfig,
     store: &Store,
@@ -339,7 +338,6 @@ pub fn forwarder(
             fail_timeout,
         }));
     }
-    let _ = kinds;
     Ok(Some(Arc::new(Hop {
         name: String::new(),
         selector: selector(path, f.selector.as_ref())?,
@@ -527,7 +525,7 @@ pub fn service(
         }
     };
     let forwarder = match &c.forwarder {
-        Some(f) => forwarder(kinds, &format!("{path}.forwarder"), f, store, opts)?,
+        Some(f) => forwarder(&format!("{path}.forwarder"), f, store, opts)?,
         None => None,
     };
     let hopts = HandlerOpts {
@@ -593,6 +591,7 @@ impl ServicePlan {
 }
 
 /// Every named object of a config, built.
+#[derive(Clone)]
 pub struct Built {
     /// `chains`.
     pub chains: Vec<(String, Arc<Chain>)>,

@@ -116,17 +116,22 @@ impl Engine {
 
     /// Validates a config without touching the running one.
     pub fn validate(&self, cfg: &Config) -> Result<(), BuildErrors> {
+        self.check(cfg).map(|_| ())
+    }
+
+    /// Builds every named object and validates every service against a scratch store that
+    /// holds the new objects; returns the objects to install.
+    fn check(&self, cfg: &Config) -> Result<Built, BuildErrors> {
         let built = build::named(&self.kinds, cfg, &self.build_opts())?;
         let scratch = Arc::new(Store::default());
-        install(&scratch, built);
-        let mut errs = Vec::new();
-        for s in &cfg.services {
-            if let Err(e) = build::service(&self.kinds, s, &scratch, &self.build_opts()) {
-                errs.push(e);
-            }
-        }
+        install(&scratch, built.clone());
+        let errs: Vec<BuildError> = cfg
+            .services
+            .iter()
+            .filter_map(|s| build::service(&self.kinds, s, &scratch, &self.build_opts()).err())
+            .collect();
         if errs.is_empty() {
-            Ok(())
+            Ok(built)
         } else {
             Err(BuildErrors(errs))
         }
@@ -140,22 +145,7 @@ impl Engine {
     /// Applies a whole config: validate, then diff and apply by name.
     pub async fn apply(self: &Arc<Self>, cfg: Config) -> Result<ApplyReport, BuildErrors> {
         let mut running = self.services.lock().await;
-        let built = build::named(&self.kinds, &cfg, &self.build_opts())?;
-        // Validate services against a scratch store holding the new named objects.
-        let scratch = Arc::new(Store::default());
-        install(
-            &scratch,
-            build::named(&self.kinds, &cfg, &self.build_opts())?,
-        );
-        let mut errs = Vec::new();
-        for s in &cfg.services {
-            if let Err(e) = build::service(&self.kinds, s, &scratch, &self.build_opts()) {
-                errs.push(e);
-            }
-        }
-        if !errs.is_empty() {
-            return Err(BuildErrors(errs));
-        }
+        let built = self.check(&cfg)?;
         install(&self.store, built);
         let mut report = ApplyReport::default();
         let wanted: BTreeMap<&str, &gost_config::ServiceConfig> =
@@ -188,10 +178,10 @@ impl Engine {
                             if let Some(l) = r.svc.take_listener() {
                                 handed.insert(name.clone(), l);
                             }
-                            self.retire(r, drain, true);
+                            self.retire(r, drain);
                         } else {
                             r.svc.stop_listening();
-                            self.retire(r, drain, true);
+                            self.retire(r, drain);
                         }
                     }
                 }
@@ -207,7 +197,7 @@ impl Engine {
                             )
                             .await;
                         r.svc.stop_listening();
-                        self.retire(r, drain, true);
+                        self.retire(r, drain);
                     }
                 }
             }
@@ -235,8 +225,7 @@ impl Engine {
     }
 
     /// Lets a stopped service's connections finish in the background, then runs `postDown`.
-    fn retire(&self, r: Running, drain: Duration, pre_down_done: bool) {
-        let _ = pre_down_done;
+    fn retire(&self, r: Running, drain: Duration) {
         self.retiring.spawn(async move {
             r.svc.finish_handed_over(drain).await;
             let _ = r.task.await;
@@ -283,7 +272,7 @@ impl Engine {
     pub async fn shutdown(&self, deadline: Duration) {
         let mut running = self.services.lock().await;
         let all: Vec<Running> = std::mem::take(&mut *running).into_values().collect();
-        futures_join_all(all.iter().map(|r| async move {
+        futures::future::join_all(all.iter().map(|r| async move {
             r.svc
                 .hooks()
                 .run(
@@ -295,7 +284,7 @@ impl Engine {
             r.svc.stop_listening();
         }))
         .await;
-        futures_join_all(all.iter().map(|r| r.svc.drain(deadline))).await;
+        futures::future::join_all(all.iter().map(|r| r.svc.drain(deadline))).await;
         for r in all {
             r.svc
                 .hooks()
@@ -331,12 +320,4 @@ fn install(store: &Store, b: Built) {
     replace(&store.resolvers, b.resolvers);
     replace(&store.hops, b.hops);
     replace(&store.chains, b.chains);
-}
-
-async fn futures_join_all<F: std::future::Future<Output = ()>>(it: impl IntoIterator<Item = F>) {
-    let mut set = Vec::new();
-    for f in it {
-        set.push(f);
-    }
-    futures::future::join_all(set).await;
 }

@@ -104,7 +104,8 @@ impl Head {
     }
 }
 
-async fn read_head(conn: &mut BoxStream) -> Result<(Head, Vec<u8>), HandlerError> {
+/// Reads one request head; returns it, every byte read so far, and the head's length.
+async fn read_head(conn: &mut BoxStream) -> Result<(Head, Vec<u8>, usize), HandlerError> {
     let mut buf = Vec::with_capacity(4096);
     let mut tmp = [0u8; 4096];
     loop {
@@ -134,8 +135,7 @@ async fn read_head(conn: &mut BoxStream) -> Result<(Head, Vec<u8>), HandlerError
                         .collect(),
                 };
                 // Keep the whole buffer: forwarding replays the head to the HTTP server.
-                let _ = len;
-                return Ok((head, buf));
+                return Ok((head, buf, len));
             }
             Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => continue,
             Ok(httparse::Status::Partial) => {
@@ -223,9 +223,10 @@ impl HttpHandler {
 
     /// Serves one HTTP proxy connection.
     pub async fn serve(&self, mut conn: BoxStream, ctx: ConnCtx) -> Result<(), HandlerError> {
-        let (head, buf) = tokio::time::timeout(self.common.read_timeout, read_head(&mut conn))
-            .await
-            .map_err(|_| HandlerError::Protocol("request head timed out".into()))??;
+        let (head, buf, head_len) =
+            tokio::time::timeout(self.common.read_timeout, read_head(&mut conn))
+                .await
+                .map_err(|_| HandlerError::Protocol("request head timed out".into()))??;
         let connect = head.method.eq_ignore_ascii_case("CONNECT");
         let udp = head
             .header("X-Gost-Protocol")
@@ -235,14 +236,6 @@ impl HttpHandler {
             let s: BoxStream = Box::new(Rewind::new(buf, conn));
             return self.forward(s, ctx).await;
         }
-        let head_len = {
-            let mut hs = [httparse::EMPTY_HEADER; 100];
-            let mut req = httparse::Request::new(&mut hs);
-            match req.parse(&buf) {
-                Ok(httparse::Status::Complete(n)) => n,
-                _ => buf.len(),
-            }
-        };
         let leftover = buf[head_len..].to_vec();
         let client_id =
             match self.authenticate(head.header("Proxy-Authorization")) {
