@@ -281,7 +281,7 @@ async fn serve_metrics(cfg: gost_config::MetricsConfig, engine: Arc<Engine>) -> 
                                 (
                                     200,
                                     engine.metrics.encode(),
-                                    "text/plain; version=0.0.4; charset=utf-8",
+                                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
                                 )
                             } else {
                                 (404, "404 page not found\n".to_string(), "text/plain")

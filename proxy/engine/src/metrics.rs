@@ -180,10 +180,118 @@ impl Metrics {
         )
     }
 
-    /// Prometheus text exposition.
+    /// OpenMetrics text exposition, with process metrics.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry.lock());
+        let process = process_metrics();
+        match out.rfind("# EOF") {
+            Some(i) => out.insert_str(i, &process),
+            None => out.push_str(&process),
+        }
         out
     }
+}
+
+/// `process_*` metrics read from `/proc/self` (Linux).
+fn process_metrics() -> String {
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, sample: &str, v: f64| {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{sample} {v}\n"
+        ));
+    };
+    let ticks = 100.0; // USER_HZ on Linux
+    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+        let after: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        let field = |i: usize| {
+            after
+                .get(i)
+                .and_then(|x| x.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        // after[0] is field 3 (state): utime=14, stime=15, num_threads=20, starttime=22.
+        metric(
+            "process_cpu_seconds",
+            "counter",
+            "Total user and system CPU time spent in seconds.",
+            "process_cpu_seconds_total",
+            (field(11) + field(12)) / ticks,
+        );
+        metric(
+            "process_threads",
+            "gauge",
+            "Number of OS threads.",
+            "process_threads",
+            field(17),
+        );
+        let boot = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|s| {
+                s.lines().find_map(|l| {
+                    l.strip_prefix("btime ")
+                        .and_then(|v| v.trim().parse::<f64>().ok())
+                })
+            })
+            .unwrap_or(0.0);
+        metric(
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since unix epoch in seconds.",
+            "process_start_time_seconds",
+            boot + field(19) / ticks,
+        );
+    }
+    if let Ok(statm) = std::fs::read_to_string("/proc/self/statm") {
+        let pages: Vec<f64> = statm
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        let page = 4096.0;
+        metric(
+            "process_virtual_memory_bytes",
+            "gauge",
+            "Virtual memory size in bytes.",
+            "process_virtual_memory_bytes",
+            pages.first().copied().unwrap_or(0.0) * page,
+        );
+        metric(
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+            "process_resident_memory_bytes",
+            pages.get(1).copied().unwrap_or(0.0) * page,
+        );
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        metric(
+            "process_open_fds",
+            "gauge",
+            "Number of open file descriptors.",
+            "process_open_fds",
+            fds.count() as f64,
+        );
+    }
+    if let Ok(limits) = std::fs::read_to_string("/proc/self/limits") {
+        if let Some(v) = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .and_then(|l| l.split_whitespace().nth(3))
+            .and_then(|v| v.parse::<f64>().ok())
+        {
+            metric(
+                "process_max_fds",
+                "gauge",
+                "Maximum number of open file descriptors.",
+                "process_max_fds",
+                v,
+            );
+        }
+    }
+    out
 }

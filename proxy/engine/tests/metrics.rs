@@ -90,6 +90,9 @@ async fn counters_move_with_traffic() {
         assert!(sum(&after, "gost_service_transfer_input_bytes_total{") > 0.0);
         assert!(after.keys().any(|k| k.starts_with("gost_service_requests_total{") && k.contains("client=\"127.0.0.1\"")));
         assert!(sum(&after, "gost_service_request_duration_seconds_count{") >= 3.0);
+        assert!(after.get("process_resident_memory_bytes").is_some_and(|v| *v > 0.0), "{after:?}");
+        assert!(after.get("process_open_fds").is_some_and(|v| *v > 0.0));
+        assert!(after.contains_key("process_cpu_seconds_total"));
         assert_eq!(curl(&["-x", &format!("http://127.0.0.1:{ph2}"), &format!("http://{o}/")]).0, 0);
         let other = scrape(pm2);
         assert!(other.keys().any(|k| k.starts_with("gost_service_requests_total{") && k.contains("client=\"\"")), "{other:?}");
