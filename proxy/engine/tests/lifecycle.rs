@@ -395,3 +395,36 @@ fn unknown_metadata_keys_warn_and_strict_rejects() {
         "udp is known to the http handler: {logs}"
     );
 }
+
+#[test]
+fn config_from_stdin_inline_json_and_inline_yaml() {
+    use std::io::Write;
+    let yaml = "services:\n- name: a\n  addr: :1\n  handler: {type: socks5}\n";
+    let mut child = std::process::Command::new(bin())
+        .args(["-C", "-", "-O", "json"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(yaml.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let from_stdin = String::from_utf8(out.stdout).unwrap();
+    assert!(from_stdin.contains("\"socks5\""), "{from_stdin}");
+    let inline_yaml = std::process::Command::new(bin())
+        .args(["-C", yaml, "-O", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8(inline_yaml.stdout).unwrap(), from_stdin);
+    let json = r#"{"services":[{"name":"a","addr":":1","handler":{"type":"socks5"}}]}"#;
+    let inline_json = std::process::Command::new(bin())
+        .args(["-C", json, "-O", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8(inline_json.stdout).unwrap(), from_stdin);
+}
