@@ -428,3 +428,24 @@ fn config_from_stdin_inline_json_and_inline_yaml() {
         .unwrap();
     assert_eq!(String::from_utf8(inline_json.stdout).unwrap(), from_stdin);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn children_die_with_a_killed_parent() {
+    let (p1, p2) = (free_port(), free_port());
+    let l1 = format!("http://127.0.0.1:{p1}");
+    let l2 = format!("socks5://127.0.0.1:{p2}");
+    let mut p = tokio::task::spawn_blocking(move || Proxy::start(&["-L", &l1, "--", "-L", &l2], &[p1, p2])).await.unwrap();
+    let kids = children_of(p.child.id());
+    assert_eq!(kids.len(), 2);
+    p.signal("KILL");
+    let _ = p.wait_exit(10);
+    for k in kids {
+        for _ in 0..500 {
+            if !alive(k) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!alive(k), "child {k} outlived a SIGKILLed parent");
+    }
+}
