@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use crate::build::{self, BuildOpts, Built};
 use crate::component::Kinds;
 use crate::error::{BuildError, BuildErrors};
+use crate::hooks::Phase;
 use crate::metrics::Metrics;
 use crate::service::Service;
 use crate::store::{Named, Store};
@@ -163,39 +164,25 @@ impl Engine {
                 }
                 Some(w) => {
                     report.changed.push(name.clone());
-                    let same_socket = same_listener(w, &old.raw);
+                    // Same address and listener: hand the bound socket to the new service so
+                    // nothing is refused; otherwise release it before the new one binds.
+                    let hand_over = same_listener(w, &old.raw);
                     if let Some(r) = running.remove(&name) {
-                        r.svc
-                            .hooks()
-                            .run(
-                                crate::hooks::Phase::PreDown,
-                                &r.svc.name,
-                                &r.svc.local_addr().to_string(),
-                            )
-                            .await;
-                        if same_socket {
-                            // Hand the bound socket to the new service: nothing is refused.
+                        r.svc.run_hooks(Phase::PreDown).await;
+                        if hand_over {
                             if let Some(l) = r.svc.take_listener() {
                                 handed.insert(name.clone(), l);
                             }
-                            self.retire(r, drain);
                         } else {
                             r.svc.stop_listening();
-                            self.retire(r, drain);
                         }
+                        self.retire(r, drain);
                     }
                 }
                 None => {
                     report.removed.push(name.clone());
                     if let Some(r) = running.remove(&name) {
-                        r.svc
-                            .hooks()
-                            .run(
-                                crate::hooks::Phase::PreDown,
-                                &r.svc.name,
-                                &r.svc.local_addr().to_string(),
-                            )
-                            .await;
+                        r.svc.run_hooks(Phase::PreDown).await;
                         r.svc.stop_listening();
                         self.retire(r, drain);
                     }
@@ -227,7 +214,7 @@ impl Engine {
     /// Lets a stopped service's connections finish in the background, then runs `postDown`.
     fn retire(&self, r: Running, drain: Duration) {
         self.retiring.spawn(async move {
-            r.svc.finish_handed_over(drain).await;
+            r.svc.finish(drain).await;
             let _ = r.task.await;
         });
     }
@@ -273,29 +260,16 @@ impl Engine {
         let mut running = self.services.lock().await;
         let all: Vec<Running> = std::mem::take(&mut *running).into_values().collect();
         futures::future::join_all(all.iter().map(|r| async move {
-            r.svc
-                .hooks()
-                .run(
-                    crate::hooks::Phase::PreDown,
-                    &r.svc.name,
-                    &r.svc.local_addr().to_string(),
-                )
-                .await;
+            r.svc.run_hooks(Phase::PreDown).await;
             r.svc.stop_listening();
         }))
         .await;
-        futures::future::join_all(all.iter().map(|r| r.svc.drain(deadline))).await;
+        futures::future::join_all(all.iter().map(|r| r.svc.finish(deadline))).await;
         for r in all {
-            r.svc
-                .hooks()
-                .run(
-                    crate::hooks::Phase::PostDown,
-                    &r.svc.name,
-                    &r.svc.local_addr().to_string(),
-                )
-                .await;
             let _ = r.task.await;
         }
+        self.retiring.close();
+        self.retiring.wait().await;
     }
 }
 

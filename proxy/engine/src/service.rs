@@ -189,16 +189,12 @@ impl Service {
 
     /// Runs `preUp` (call right after bind).
     pub async fn pre_up(&self) {
-        self.hooks
-            .run(Phase::PreUp, &self.name, &self.local.to_string())
-            .await;
+        self.run_hooks(Phase::PreUp).await;
     }
 
     /// Runs `postUp`, then accepts until [`Service::close`].
     pub async fn serve(self: Arc<Self>) {
-        self.hooks
-            .run(Phase::PostUp, &self.name, &self.local.to_string())
-            .await;
+        self.run_hooks(Phase::PostUp).await;
         let Some(listener) = self.listener.lock().clone() else {
             return;
         };
@@ -298,21 +294,24 @@ impl Service {
         self.listener.lock().take()
     }
 
-    /// Drains and runs `postDown` after [`Service::take_listener`] (the `preDown` ran before).
-    pub async fn finish_handed_over(&self, deadline: Duration) {
+    /// Runs one phase's hooks for this service.
+    pub async fn run_hooks(&self, phase: Phase) {
+        self.hooks
+            .run(phase, &self.name, &self.local.to_string())
+            .await;
+    }
+
+    /// Drains, marks the service closed and runs `postDown` (after the listener was released).
+    pub async fn finish(&self, deadline: Duration) {
         self.drain(deadline).await;
         self.set_state(State::Closed);
         self.event(format!("service {} is closed", self.name));
-        self.hooks
-            .run(Phase::PostDown, &self.name, &self.local.to_string())
-            .await;
+        self.run_hooks(Phase::PostDown).await;
     }
 
     /// Stops accepting and releases the listening socket (no hooks).
     pub fn stop_listening(&self) {
-        self.stop_accept.cancel();
-        self.listener.lock().take();
-        self.served.send_replace(false);
+        let _ = self.take_listener();
     }
 
     /// Waits for in-flight connections up to `deadline`, then cuts the rest.
@@ -330,16 +329,9 @@ impl Service {
 
     /// GOST's close: `preDown` → stop listening → drain → `postDown`.
     pub async fn close(&self, deadline: Duration) {
-        self.hooks
-            .run(Phase::PreDown, &self.name, &self.local.to_string())
-            .await;
+        self.run_hooks(Phase::PreDown).await;
         self.stop_listening();
-        self.drain(deadline).await;
-        self.set_state(State::Closed);
-        self.event(format!("service {} is closed", self.name));
-        self.hooks
-            .run(Phase::PostDown, &self.name, &self.local.to_string())
-            .await;
+        self.finish(deadline).await;
     }
 }
 

@@ -434,7 +434,10 @@ async fn children_die_with_a_killed_parent() {
     let (p1, p2) = (free_port(), free_port());
     let l1 = format!("http://127.0.0.1:{p1}");
     let l2 = format!("socks5://127.0.0.1:{p2}");
-    let mut p = tokio::task::spawn_blocking(move || Proxy::start(&["-L", &l1, "--", "-L", &l2], &[p1, p2])).await.unwrap();
+    let mut p =
+        tokio::task::spawn_blocking(move || Proxy::start(&["-L", &l1, "--", "-L", &l2], &[p1, p2]))
+            .await
+            .unwrap();
     let kids = children_of(p.child.id());
     assert_eq!(kids.len(), 2);
     p.signal("KILL");
