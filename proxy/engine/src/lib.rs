@@ -37,6 +37,7 @@ pub mod service;
 pub mod socks;
 pub mod store;
 pub mod supervise;
+pub mod tls;
 
 pub use component::Kinds;
 pub use engine::{Engine, EngineOpts};
@@ -45,6 +46,7 @@ pub use engine::{Engine, EngineOpts};
 pub fn register_all(k: &mut Kinds) {
     k.listener("tcp", listener::tcp::check, listener::tcp::new);
     k.listener("udp", listener::udp::check, listener::udp::new);
+    k.listener("tls", listener::tls::check, listener::tls::new);
 
     k.handler("auto", handler::auto::new);
     k.handler("http", handler::http::new);
@@ -65,6 +67,7 @@ pub fn register_all(k: &mut Kinds) {
     k.connector("tcp", connector::forward::new);
 
     k.dialer("tcp", dialer::tcp::new);
+    k.dialer("tls", dialer::tls::new);
 }
 
 #[cfg(test)]
@@ -76,6 +79,6 @@ mod tests {
         for h in ["auto", "http", "socks5", "socks4", "tcp", "udp", "forward"] {
             assert!(k.handlers.contains_key(h), "{h}");
         }
-        assert_eq!(k.listeners.len(), 2);
+        assert!(k.listeners.len() >= 3);
     }
 }

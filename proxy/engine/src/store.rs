@@ -57,6 +57,8 @@ pub struct Store {
     pub hosts: Named<Hosts>,
     /// `resolvers`.
     pub resolvers: Named<Resolver>,
+    /// The global default server certificate (top-level `tls:`).
+    pub tls: RwLock<Arc<crate::tls::GlobalTls>>,
 }
 
 /// Authentication of a handler: none, an inline user, or named authers (any success wins).
