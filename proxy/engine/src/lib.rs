@@ -30,6 +30,7 @@ pub mod listener;
 pub mod matcher;
 pub mod md;
 pub mod metrics;
+pub mod mux;
 pub mod policy;
 pub mod resolver;
 pub mod router;
