@@ -32,6 +32,7 @@ pub mod md;
 pub mod metrics;
 pub mod mux;
 pub mod policy;
+pub mod relay;
 pub mod resolver;
 pub mod router;
 pub mod service;
@@ -39,6 +40,7 @@ pub mod socks;
 pub mod store;
 pub mod supervise;
 pub mod tls;
+pub mod ws;
 
 pub use component::Kinds;
 pub use engine::{Engine, EngineOpts};
@@ -48,6 +50,11 @@ pub fn register_all(k: &mut Kinds) {
     k.listener("tcp", listener::tcp::check, listener::tcp::new);
     k.listener("udp", listener::udp::check, listener::udp::new);
     k.listener("tls", listener::tls::check, listener::tls::new);
+    k.listener("mtls", listener::mtls::check, listener::mtls::new);
+    k.listener("ws", listener::ws::check_ws, listener::ws::new_ws);
+    k.listener("wss", listener::ws::check_wss, listener::ws::new_wss);
+    k.listener("mws", listener::mws::check_mws, listener::mws::new_mws);
+    k.listener("mwss", listener::mws::check_mwss, listener::mws::new_mwss);
 
     k.handler("auto", handler::auto::new);
     k.handler("http", handler::http::new);
@@ -58,17 +65,24 @@ pub fn register_all(k: &mut Kinds) {
     k.handler("tcp", handler::forward::new);
     k.handler("udp", handler::forward::new);
     k.handler("forward", handler::forward::new);
+    k.handler("relay", handler::relay::new);
 
     k.connector("http", connector::http::new);
     k.connector("socks5", connector::socks5::new);
     k.connector("socks", connector::socks5::new);
     k.connector("socks4", connector::socks4::new);
     k.connector("socks4a", connector::socks4::new);
+    k.connector("relay", connector::relay::new);
     k.connector("forward", connector::forward::new);
     k.connector("tcp", connector::forward::new);
 
     k.dialer("tcp", dialer::tcp::new);
     k.dialer("tls", dialer::tls::new);
+    k.dialer("mtls", dialer::mtls::new);
+    k.dialer("ws", dialer::ws::new_ws);
+    k.dialer("wss", dialer::ws::new_wss);
+    k.dialer("mws", dialer::mws::new_mws);
+    k.dialer("mwss", dialer::mws::new_mwss);
 }
 
 #[cfg(test)]

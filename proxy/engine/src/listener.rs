@@ -1,9 +1,12 @@
 //! Listeners: one module per GOST listener type string, plus [`Queued`], the accept queue the
 //! transport listeners (TLS, WebSocket, multiplexed) share.
 
+pub mod mtls;
+pub mod mws;
 pub mod tcp;
 pub mod tls;
 pub mod udp;
+pub mod ws;
 
 use std::io;
 use std::net::SocketAddr;

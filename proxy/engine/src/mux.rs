@@ -599,5 +599,35 @@ impl Drop for Stream {
     }
 }
 
+/// Client sessions of a multiplexing dialer, one per node address; a closed session is
+/// replaced on the next use (GOST's session cache).
+#[derive(Default)]
+pub struct Pool {
+    sessions: tokio::sync::Mutex<HashMap<String, Arc<Session>>>,
+}
+
+impl Pool {
+    /// A stream of the live session for `addr`, or of a new session over `connect`'s result.
+    pub async fn stream<F>(&self, addr: &str, cfg: &Config, connect: F) -> io::Result<Stream>
+    where
+        F: std::future::Future<Output = io::Result<BoxStream>> + Send,
+    {
+        let mut m = self.sessions.lock().await;
+        if let Some(s) = m.get(addr) {
+            if !s.is_closed() {
+                if let Ok(st) = s.open().await {
+                    return Ok(st);
+                }
+            }
+            m.remove(addr);
+        }
+        let conn = connect.await?;
+        let s = Arc::new(Session::new(conn, cfg.clone(), true));
+        let st = s.open().await?;
+        m.insert(addr.to_string(), s);
+        Ok(st)
+    }
+}
+
 #[cfg(test)]
 mod tests;
