@@ -50,6 +50,7 @@ pub fn register_all(k: &mut Kinds) {
     k.listener("tcp", listener::tcp::check, listener::tcp::new);
     k.listener("udp", listener::udp::check, listener::udp::new);
     k.listener("tls", listener::tls::check, listener::tls::new);
+    k.listener("rtcp", listener::rtcp::check, listener::rtcp::new);
     k.listener("mtls", listener::mtls::check, listener::mtls::new);
     k.listener("ws", listener::ws::check_ws, listener::ws::new_ws);
     k.listener("wss", listener::ws::check_wss, listener::ws::new_wss);
@@ -66,6 +67,8 @@ pub fn register_all(k: &mut Kinds) {
     k.handler("udp", handler::forward::new);
     k.handler("forward", handler::forward::new);
     k.handler("relay", handler::relay::new);
+    k.handler("rtcp", handler::forward::new);
+    k.handler("rudp", handler::forward::new);
 
     k.connector("http", connector::http::new);
     k.connector("socks5", connector::socks5::new);

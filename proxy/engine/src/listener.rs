@@ -3,6 +3,7 @@
 
 pub mod mtls;
 pub mod mws;
+pub mod rtcp;
 pub mod tcp;
 pub mod tls;
 pub mod udp;
