@@ -510,3 +510,78 @@ async fn mutual_tls_requires_a_client_certificate() {
     .unwrap();
     assert_eq!((a.as_str(), b.as_str()), ("503", "503"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rtcp_through_socks5_mbind() {
+    let o = origin().await;
+    let (p, r) = (free_port(), free_port());
+    let s = start(vec![(
+        args(&["-L".into(), format!("socks5+mws://127.0.0.1:{p}?bind=true")]),
+        vec![p],
+    )])
+    .await;
+    let c = start(vec![(
+        args(&[
+            "-L".into(),
+            format!("rtcp://127.0.0.1:{r}/{o}"),
+            "-F".into(),
+            format!("socks5+mws://127.0.0.1:{p}"),
+        ]),
+        vec![],
+    )])
+    .await;
+    eventually_origin(r, || format!("{}\n{}", s[0].logs(), c[0].logs())).await;
+    for _ in 0..3 {
+        let got = curl_async(vec![format!("http://127.0.0.1:{r}/")]).await;
+        assert_eq!(got, (0, ORIGIN_BODY.to_string()));
+    }
+}
+
+/// A GOST-style client selecting the private TLS method 0x80: TLS, then CONNECT inside it.
+#[tokio::test(flavor = "multi_thread")]
+async fn socks5_server_accepts_gost_tls_method() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let o = origin().await;
+    let p = free_port();
+    let _s = start(vec![(
+        args(&["-L".into(), format!("socks5://127.0.0.1:{p}")]),
+        vec![p],
+    )])
+    .await;
+    let mut c = tokio::net::TcpStream::connect(("127.0.0.1", p))
+        .await
+        .unwrap();
+    c.write_all(&[5, 2, 0x00, 0x80]).await.unwrap();
+    let mut m = [0u8; 2];
+    c.read_exact(&mut m).await.unwrap();
+    assert_eq!(m, [5, 0x80]);
+    let tls = gost_engine::tls::client_config("test", None, "127.0.0.1:1").unwrap();
+    let mut t = gost_engine::tls::connect(&tls, Box::new(c), std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+    let mut req = vec![5, 1, 0, 1, 127, 0, 0, 1];
+    req.extend_from_slice(&o.port().to_be_bytes());
+    t.write_all(&req).await.unwrap();
+    t.flush().await.unwrap();
+    let mut rep = [0u8; 10];
+    t.read_exact(&mut rep).await.unwrap();
+    assert_eq!(rep[1], 0);
+    t.write_all(b"GET / HTTP/1.1\r\nHost: o\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    t.flush().await.unwrap();
+    let mut resp = Vec::new();
+    let mut b = [0u8; 4096];
+    // The origin keeps the connection open: read until the body is complete (bounded).
+    while !resp.ends_with(ORIGIN_BODY.as_bytes()) {
+        match tokio::time::timeout(std::time::Duration::from_secs(5), t.read(&mut b)).await {
+            Ok(Ok(n)) if n > 0 => resp.extend_from_slice(&b[..n]),
+            _ => break,
+        }
+    }
+    assert!(
+        String::from_utf8_lossy(&resp).ends_with(ORIGIN_BODY),
+        "{}",
+        String::from_utf8_lossy(&resp)
+    );
+}
