@@ -4,6 +4,7 @@ pub mod auto;
 pub mod forward;
 pub mod http;
 pub mod relay;
+pub mod sni;
 pub mod socks4;
 pub mod socks5;
 

@@ -67,6 +67,7 @@ pub fn register_all(k: &mut Kinds) {
     k.handler("udp", handler::forward::new);
     k.handler("forward", handler::forward::new);
     k.handler("relay", handler::relay::new);
+    k.handler("sni", handler::sni::new);
     k.handler("rtcp", handler::forward::new);
     k.handler("rudp", handler::forward::new);
 

@@ -585,3 +585,24 @@ async fn socks5_server_accepts_gost_tls_method() {
         String::from_utf8_lossy(&resp)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sni_handler_routes_http_by_host() {
+    let o = origin().await;
+    let p = free_port();
+    let _s = start(vec![(
+        args(&[
+            "-L".into(),
+            format!("sni://127.0.0.1:{p}?hosts=origin.kubegost.test:127.0.0.1"),
+        ]),
+        vec![p],
+    )])
+    .await;
+    let got = curl_async(vec![
+        "-H".into(),
+        format!("Host: origin.kubegost.test:{}", o.port()),
+        format!("http://127.0.0.1:{p}/"),
+    ])
+    .await;
+    assert_eq!(got, (0, ORIGIN_BODY.to_string()));
+}
