@@ -11,7 +11,7 @@ mod common;
 use common::*;
 
 const CONNECTORS: &[&str] = &["http", "socks5", "socks4", "relay"];
-const DIALERS: &[&str] = &["tcp", "tls", "ws", "mws", "mtls"];
+const DIALERS: &[&str] = &["tcp", "tls", "ws", "mws", "mtls", "wss", "mwss"];
 
 /// Runs one connector × dialer case; returns an error description instead of panicking so a
 /// table run reports every failing pair at once.
