@@ -528,22 +528,40 @@ pub fn service(
         Some(f) => forwarder(&format!("{path}.forwarder"), f, store, opts)?,
         None => None,
     };
+    let global_tls = store.tls.read().clone();
     let hopts = HandlerOpts {
         path: format!("{path}.handler"),
         md: Arc::clone(&hmd),
-        router,
+        router: Arc::clone(&router),
         auth,
         bypass: BypassRef(names(&c.bypass, &c.bypasses)),
         forwarder,
         store: Arc::clone(store),
-        tls: None,
+        tls: Some(crate::tls::server_config(
+            &format!("{path}.handler.tls"),
+            hc.tls.as_ref(),
+            &global_tls,
+        )?),
     };
     let handler = hf(&hopts)?;
+    let listener_router = Arc::new(Router {
+        chain: if ignore_chain {
+            None
+        } else {
+            lc.chain.clone().filter(|s| !s.is_empty())
+        },
+        ..(*router).clone()
+    });
     let listener_opts = ListenerOpts {
         path: format!("{path}.listener"),
         addr: c.addr.clone(),
         md: Arc::clone(&lmd),
-        tls: None,
+        tls: Some(crate::tls::server_config(
+            &format!("{path}.listener.tls"),
+            lc.tls.as_ref(),
+            &global_tls,
+        )?),
+        router: listener_router,
     };
     (lf.0)(&listener_opts)?;
     // Unknown metadata keys, once every component has read its keys: CLI parameters land in
@@ -607,6 +625,8 @@ pub struct Built {
     pub hosts: Vec<(String, Arc<crate::policy::Hosts>)>,
     /// `resolvers`.
     pub resolvers: Vec<(String, Arc<crate::resolver::Resolver>)>,
+    /// The global default server certificate (`tls:`); installed into `Store::tls`.
+    pub tls: Arc<crate::tls::GlobalTls>,
 }
 
 fn unique<'a>(kind: &str, items: impl Iterator<Item = &'a str>, errs: &mut Vec<BuildError>) {
@@ -683,7 +703,12 @@ pub fn named(kinds: &Kinds, cfg: &Config, opts: &BuildOpts) -> Result<Built, Bui
         bypasses: vec![],
         hosts: vec![],
         resolvers: vec![],
+        tls: Arc::default(),
     };
+    match crate::tls::GlobalTls::build(cfg.tls.as_ref()) {
+        Ok(t) => b.tls = Arc::new(t),
+        Err(e) => errs.push(e),
+    }
     for a in &cfg.authers {
         match Auther::build(&format!("authers[{}]", a.name), a) {
             Ok(x) => b.authers.push((a.name.clone(), Arc::new(x))),

@@ -26,6 +26,10 @@ pub struct DialOpts {
     pub timeout: Option<Duration>,
 }
 
+/// The raw connection a multiplexing dialer builds a new session on: a TCP dial, or the part
+/// of the route before the node (GOST's route split). Only polled when a session is needed.
+pub type Underlay<'a> = futures::future::BoxFuture<'a, io::Result<BoxStream>>;
+
 /// How bytes reach a node (GOST "dialer"): `tcp`, `tls`, `ws`, ….
 #[async_trait]
 pub trait Dialer: Send + Sync {
@@ -35,6 +39,35 @@ pub trait Dialer: Send + Sync {
     async fn handshake(&self, conn: BoxStream, _addr: &str) -> io::Result<BoxStream> {
         Ok(conn)
     }
+    /// Multiplexing dialers (`mtls`, `mws`, `mwss`) keep one session per node address; the
+    /// route before such a node is carried inside its transport (engine spec §3.2).
+    fn multiplex(&self) -> bool {
+        false
+    }
+    /// Multiplexing dialers: a new stream of the session for `addr`, creating the session
+    /// (transport handshake + smux) over `underlay` when none is alive.
+    async fn dial_mux(&self, addr: &str, _underlay: Underlay<'_>) -> io::Result<BoxStream> {
+        Err(io::Error::other(format!(
+            "dialer for {addr} does not multiplex"
+        )))
+    }
+}
+
+/// Accepts connections arriving on a port bound by a remote node (reverse forwarding).
+#[async_trait]
+pub trait Accept: Send + Sync {
+    /// The next connection and its peer address.
+    async fn accept(&self) -> io::Result<(BoxStream, String)>;
+    /// The bound address as reported by the node.
+    fn addr(&self) -> String;
+}
+
+/// What [`Connector::bind`] returns.
+pub enum Bound {
+    /// TCP: inbound connections.
+    Stream(Box<dyn Accept>),
+    /// UDP: datagrams with peer addresses, and the bound address.
+    Packet(Arc<dyn crate::io::PacketConn>, String),
 }
 
 /// Which proxy protocol a node speaks (GOST "connector"): `http`, `socks5`, `forward`, ….
@@ -51,6 +84,13 @@ pub trait Connector: Send + Sync {
         network: &str,
         addr: &str,
     ) -> Result<Outbound, DialError>;
+    /// Asks the node to listen on `addr` for `network` and hand over what arrives there
+    /// (`rtcp`/`rudp`). Only some connectors support it (`relay`, `socks5`).
+    async fn bind(&self, _conn: BoxStream, network: &str, addr: &str) -> Result<Bound, DialError> {
+        Err(DialError::Upstream(format!(
+            "bind {network} {addr}: this connector does not support binding"
+        )))
+    }
 }
 
 /// Failure marker of a node (or chain): a count and the time of the last failure.
@@ -334,6 +374,71 @@ pub async fn connect_route(
     target: &str,
     opts: &DialOpts,
 ) -> Result<Outbound, DialError> {
+    let (conn, last) = establish(store, route, opts).await?;
+    last.connector.connect(conn, network, target).await
+}
+
+/// Connects through a route and asks the last node to bind `addr` (reverse forwarding).
+pub async fn bind_route(
+    store: &Store,
+    route: &[Arc<Node>],
+    network: &str,
+    addr: &str,
+    opts: &DialOpts,
+) -> Result<Bound, DialError> {
+    let (conn, last) = establish(store, route, opts).await?;
+    last.connector.bind(conn, network, addr).await
+}
+
+/// Opens the first node's transport: plain dial + handshake, or for a multiplexing dialer a
+/// stream of its session, whose raw connection is a TCP dial or, when `prefix` is not empty,
+/// a connection through the nodes before it (GOST's route split).
+async fn first_transport(
+    store: &Store,
+    prefix: &[Arc<Node>],
+    node: &Node,
+    addr: &str,
+    opts: &DialOpts,
+) -> io::Result<BoxStream> {
+    if !node.dialer.multiplex() {
+        let c = node.dialer.dial(addr, opts).await?;
+        return node.dialer.handshake(c, addr).await;
+    }
+    let underlay: Underlay<'_> = if prefix.is_empty() {
+        Box::pin(async move {
+            let s = crate::dialer::tcp::connect(addr, opts).await?;
+            Ok(Box::new(s) as BoxStream)
+        })
+    } else {
+        let inner = connect_prefix(store, prefix, addr, opts);
+        Box::pin(async move { inner.await?.into_stream() })
+    };
+    node.dialer.dial_mux(addr, underlay).await
+}
+
+/// `connect_route(prefix, "tcp", addr)` with an explicit boxed type (breaks the recursion).
+fn connect_prefix<'a>(
+    store: &'a Store,
+    prefix: &'a [Arc<Node>],
+    addr: &'a str,
+    opts: &'a DialOpts,
+) -> futures::future::BoxFuture<'a, Result<Outbound, DialError>> {
+    Box::pin(async move {
+        let (conn, last) = establish(store, prefix, opts).await?;
+        last.connector.connect(conn, "tcp", addr).await
+    })
+}
+
+/// Connects hop by hop up to the last node (its connector handshake done).
+async fn establish<'r>(
+    store: &Store,
+    route: &'r [Arc<Node>],
+    opts: &DialOpts,
+) -> Result<(BoxStream, &'r Arc<Node>), DialError> {
+    let (prefix, route) = match route.iter().rposition(|n| n.dialer.multiplex()) {
+        Some(k) => route.split_at(k),
+        None => (&route[..0], route),
+    };
     let Some((first, rest)) = route.split_first() else {
         return Err(DialError::Config("empty route".into()));
     };
@@ -341,8 +446,7 @@ pub async fn connect_route(
         .await
         .inspect_err(|_| first.marker.mark())?;
     let step = async {
-        let c = first.dialer.dial(&a0, opts).await?;
-        let c = first.dialer.handshake(c, &a0).await?;
+        let c = first_transport(store, prefix, first, &a0, opts).await?;
         first.connector.handshake(c).await
     };
     let mut conn = match step.await {
@@ -393,7 +497,7 @@ pub async fn connect_route(
         };
         prev = node;
     }
-    prev.connector.connect(conn, network, target).await
+    Ok((conn, prev))
 }
 
 #[cfg(test)]
@@ -499,5 +603,100 @@ mod tests {
         for _ in 0..5 {
             assert_eq!(hb.select(&store, &SelectCtx::default()).unwrap().name, "p");
         }
+    }
+
+    fn store_with_bypass(name: &str, matchers: &[&str]) -> Store {
+        let store = Store::default();
+        let c = gost_config::MatcherListConfig {
+            name: name.into(),
+            matchers: matchers.iter().map(|m| m.to_string()).collect(),
+            ..Default::default()
+        };
+        store.bypasses.set(
+            name,
+            Arc::new(crate::policy::MatcherList::build("b", &c, false).unwrap()),
+        );
+        store
+    }
+
+    fn ctx(addr: &str) -> SelectCtx {
+        SelectCtx {
+            network: "tcp".into(),
+            addr: addr.into(),
+            hash_key: None,
+        }
+    }
+
+    #[test]
+    fn hop_bypass_cuts_the_chain_before_that_hop() {
+        let store = store_with_bypass("intranet", &["*.corp.test"]);
+        let mut h1 = hop(Strategy::Round, vec![node("second", false)]);
+        h1.bypass = BypassRef(vec!["intranet".into()]);
+        let chain = Chain {
+            name: "c".into(),
+            hops: vec![
+                HopRef::Inline(Arc::new(hop(Strategy::Round, vec![node("first", false)]))),
+                HopRef::Inline(Arc::new(h1)),
+            ],
+            marker: Marker::default(),
+        };
+        let names = |addr: &str| -> Vec<String> {
+            chain
+                .route(&store, &ctx(addr))
+                .unwrap()
+                .iter()
+                .map(|n| n.name.clone())
+                .collect()
+        };
+        assert_eq!(names("www.example.test:80"), vec!["first", "second"]);
+        assert_eq!(names("db.corp.test:5432"), vec!["first"]);
+    }
+
+    #[test]
+    fn node_bypass_excludes_only_that_node() {
+        let store = store_with_bypass("no-a", &["*.a.test"]);
+        let a = Arc::new(Node {
+            bypass: BypassRef(vec!["no-a".into()]),
+            ..Arc::try_unwrap(node("a", false)).unwrap()
+        });
+        let h = hop(Strategy::Fifo, vec![a, node("b", false)]);
+        assert_eq!(h.select(&store, &ctx("x.a.test:1")).unwrap().name, "b");
+        assert_eq!(h.select(&store, &ctx("x.b.test:1")).unwrap().name, "a");
+        // Every node bypassed: the hop yields nothing (chain cut, never a failed node).
+        let only = hop(
+            Strategy::Fifo,
+            vec![Arc::new(Node {
+                bypass: BypassRef(vec!["no-a".into()]),
+                ..Arc::try_unwrap(node("a", false)).unwrap()
+            })],
+        );
+        assert!(only.select(&store, &ctx("x.a.test:1")).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn per_node_max_fails_and_weights() {
+        let store = Store::default();
+        let tolerant = Arc::new(Node {
+            max_fails: Some(3),
+            ..Arc::try_unwrap(node("t", false)).unwrap()
+        });
+        let h = hop(Strategy::Fifo, vec![tolerant, node("b", false)]);
+        h.nodes[0].marker.mark();
+        h.nodes[0].marker.mark();
+        assert_eq!(h.select(&store, &SelectCtx::default()).unwrap().name, "t");
+        h.nodes[0].marker.mark();
+        assert_eq!(h.select(&store, &SelectCtx::default()).unwrap().name, "b");
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert_eq!(h.select(&store, &SelectCtx::default()).unwrap().name, "t");
+        // Weighted random: a weight-0 node counts as 1; a 9:1 split picks the heavy node often.
+        let heavy = Arc::new(Node {
+            weight: 9,
+            ..Arc::try_unwrap(node("heavy", false)).unwrap()
+        });
+        let hr = hop(Strategy::Rand, vec![heavy, node("light", false)]);
+        let picks = (0..1000)
+            .filter(|_| hr.select(&store, &SelectCtx::default()).unwrap().name == "heavy")
+            .count();
+        assert!(picks > 700, "{picks}");
     }
 }

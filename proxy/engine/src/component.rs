@@ -104,6 +104,8 @@ pub struct ListenerOpts {
     pub md: Arc<Md>,
     /// Server TLS for TLS-based listeners.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Router over `listener.chain` (direct without one), for `rtcp`/`rudp`.
+    pub router: Arc<Router>,
 }
 
 /// What connector and dialer factories get.

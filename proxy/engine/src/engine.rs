@@ -294,4 +294,5 @@ fn install(store: &Store, b: Built) {
     replace(&store.resolvers, b.resolvers);
     replace(&store.hops, b.hops);
     replace(&store.chains, b.chains);
+    *store.tls.write() = b.tls;
 }

@@ -4,6 +4,8 @@ pub mod api;
 pub mod auto;
 pub mod forward;
 pub mod http;
+pub mod relay;
+pub mod sni;
 pub mod socks4;
 pub mod socks5;
 

@@ -1,4 +1,121 @@
-//! Listeners: one module per GOST listener type string.
+//! Listeners: one module per GOST listener type string, plus [`Queued`], the accept queue the
+//! transport listeners (TLS, WebSocket, multiplexed) share.
 
+pub mod mtls;
+pub mod mws;
+pub mod rtcp;
 pub mod tcp;
+pub mod tls;
 pub mod udp;
+pub mod ws;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::future::BoxFuture;
+use tokio::sync::mpsc;
+
+use crate::component::{Inbound, Listener, ListenerOpts};
+use crate::error::BuildError;
+use crate::io::BoxStream;
+
+/// Where an upgraded connection (or each stream of a multiplexed one) is delivered.
+pub type Accepted = mpsc::Sender<(BoxStream, SocketAddr)>;
+
+/// Turns one raw TCP connection into zero or more accepted streams (TLS handshake, WebSocket
+/// upgrade, smux session…), sending them to the queue. Runs concurrently per connection.
+pub type Upgrade =
+    Arc<dyn Fn(BoxStream, SocketAddr, Accepted) -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// A listener fed by a background task: TCP accept → per-connection [`Upgrade`] → a bounded
+/// queue of `backlog` streams. Dropping the listener stops the task and every upgrade in
+/// progress (their `JoinSet` is owned by the task).
+pub struct Queued {
+    rx: tokio::sync::Mutex<mpsc::Receiver<(BoxStream, SocketAddr)>>,
+    local: SocketAddr,
+    task: tokio::task::AbortHandle,
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Queued {
+    /// Binds a TCP socket for `o` and starts the accept task.
+    pub fn bind(o: &ListenerOpts, backlog: usize, upgrade: Upgrade) -> Result<Queued, BuildError> {
+        let l = tcp::bind_tcp(&o.path, &o.addr, 1024, false)?;
+        let local = l
+            .local_addr()
+            .map_err(|e| BuildError::new(format!("{}.addr", o.path), e.to_string()))?;
+        let (tx, rx) = mpsc::channel(backlog.max(1));
+        let task = tokio::spawn(async move {
+            let mut set = tokio::task::JoinSet::new();
+            loop {
+                tokio::select! {
+                    r = l.accept() => match r {
+                        Ok((s, peer)) => {
+                            let _ = s.set_nodelay(true);
+                            set.spawn(upgrade(Box::new(s), peer, tx.clone()));
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    },
+                    Some(_) = set.join_next(), if !set.is_empty() => {}
+                    _ = tx.closed() => return,
+                }
+            }
+        });
+        Ok(Queued {
+            rx: tokio::sync::Mutex::new(rx),
+            local,
+            task: task.abort_handle(),
+        })
+    }
+}
+
+#[async_trait]
+impl Listener for Queued {
+    async fn accept(&self) -> io::Result<(Inbound, SocketAddr)> {
+        match self.rx.lock().await.recv().await {
+            Some((s, peer)) => Ok((Inbound::Stream(s), peer)),
+            None => Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "listener closed",
+            )),
+        }
+    }
+    fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+}
+
+/// The server TLS config a TLS-based listener must have.
+pub fn server_tls(o: &ListenerOpts) -> Result<Arc<rustls::ServerConfig>, BuildError> {
+    o.tls.clone().ok_or_else(|| {
+        BuildError::new(
+            format!("{}.tls", o.path),
+            "this listener needs a TLS configuration (none was built)",
+        )
+    })
+}
+
+/// `backlog` (default 128) and the TCP keys every stream listener accepts.
+pub fn backlog(o: &ListenerOpts) -> Result<usize, BuildError> {
+    o.md.mark_known(&[
+        "keepalive",
+        "keepalive.idle",
+        "keepalive.interval",
+        "keepalive.count",
+        "mptcp",
+        "reuseport",
+        "reusePort",
+    ]);
+    Ok(o.md.int(&["backlog"])?.unwrap_or(128).clamp(1, 65536) as usize)
+}

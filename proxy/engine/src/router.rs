@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::addr::{join_host_port, split_host_port};
-use crate::chain::{connect_route, DialOpts, SelectCtx};
+use crate::chain::{bind_route, connect_route, Bound, DialOpts, SelectCtx};
 use crate::error::DialError;
 use crate::io::{Outbound, UdpPacket};
 use crate::store::Store;
@@ -73,6 +73,36 @@ impl Router {
             }
         }
         Err(last)
+    }
+
+    /// Asks the chain's last node to bind `addr` for `network` (`rtcp`/`rudp`). `Ok(None)`
+    /// when there is no chain or the route is empty: the caller binds locally.
+    pub async fn bind(&self, network: &str, addr: &str) -> Result<Option<Bound>, DialError> {
+        let Some(name) = &self.chain else {
+            return Ok(None);
+        };
+        let chain = self.store.chains.get(name).ok_or_else(|| {
+            DialError::Config(format!("chain {name} not found (refusing to bind locally)"))
+        })?;
+        let ctx = SelectCtx {
+            network: network.to_string(),
+            addr: addr.to_string(),
+            hash_key: None,
+        };
+        let route = chain.route(&self.store, &ctx)?;
+        if route.is_empty() {
+            return Ok(None);
+        }
+        let opts = DialOpts {
+            timeout: Some(self.timeout),
+        };
+        tokio::time::timeout(
+            self.timeout,
+            bind_route(&self.store, &route, network, addr, &opts),
+        )
+        .await
+        .map_err(|_| DialError::Timeout(addr.to_string()))?
+        .map(Some)
     }
 
     async fn dial_once(

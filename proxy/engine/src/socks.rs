@@ -20,6 +20,10 @@ pub const REP_NOT_ALLOWED: u8 = 2;
 pub const REP_NET_UNREACHABLE: u8 = 3;
 /// SOCKS5 reply: host unreachable.
 pub const REP_HOST_UNREACHABLE: u8 = 4;
+/// GOST SOCKS5 method: TLS, then the request inside TLS.
+pub const METHOD_TLS: u8 = 0x80;
+/// GOST SOCKS5 method: TLS, then RFC 1929 user/password inside TLS.
+pub const METHOD_TLS_AUTH: u8 = 0x82;
 /// SOCKS5 reply: command not supported.
 pub const REP_CMD_NOT_SUPPORTED: u8 = 7;
 

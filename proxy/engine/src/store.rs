@@ -59,6 +59,8 @@ pub struct Store {
     pub resolvers: Named<Resolver>,
     /// The Web API context, for services with the `api` handler.
     pub api: RwLock<Option<Arc<crate::api::ApiContext>>>,
+    /// The global default server certificate (top-level `tls:`).
+    pub tls: RwLock<Arc<crate::tls::GlobalTls>>,
 }
 
 /// Authentication of a handler: none, an inline user, or named authers (any success wins).

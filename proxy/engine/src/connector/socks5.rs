@@ -1,6 +1,9 @@
 //! `socks5` / `socks` connector: method negotiation (+ RFC 1929 auth) as the connector
 //! handshake, then CONNECT; UDP via GOST's UDP-over-TCP command (`0xF3`, the default, needs a
 //! GOST server with `udp: true`) or, with `relay: udp`, a standard UDP ASSOCIATE.
+//! `bind` (rtcp/rudp): MBIND (`0xF2`, the connection becomes an smux session whose streams
+//! are the inbound connections) for TCP, UDP-over-TCP in bind mode for UDP; the server needs
+//! `bind: true`.
 //!
 //! Divergence: GOST's client also offers its private TLS methods (0x80/0x82) unless
 //! `notls: true`; gost-proxy offers only the standard methods, which every server
@@ -11,6 +14,8 @@
 //! | `timeout` | duration | 15s | bounds each exchange |
 //! | `relay` | string | none | `udp`: standard UDP ASSOCIATE instead of UDP-over-TCP |
 //! | `notls` | bool | false | accepted (TLS methods are never offered) |
+//! | `comp` / `compatibilityMode` | bool | false | MBIND streams start without a SOCKS5 reply |
+//! | `mux.*` | | | smux settings for MBIND ([`crate::mux`]) |
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +24,7 @@ use async_trait::async_trait;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::addr::{encode_socks_addr, read_socks_addr};
-use crate::chain::Connector;
+use crate::chain::{Bound, Connector};
 use crate::component::NodeOpts;
 use crate::error::{BuildError, DialError};
 use crate::io::{BoxStream, Outbound, PacketConn};
@@ -30,6 +35,8 @@ pub struct Socks5Connector {
     creds: Option<(String, String)>,
     timeout: Duration,
     relay_udp: bool,
+    comp: bool,
+    mux: crate::mux::Config,
 }
 
 /// Factory for `socks5` / `socks`.
@@ -40,6 +47,8 @@ pub fn new(o: &NodeOpts) -> Result<Arc<dyn Connector>, BuildError> {
         creds: super::credentials(o)?,
         timeout: super::timeout(o)?,
         relay_udp: relay == "udp",
+        comp: o.md.bool_or(&["comp", "compatibilityMode"], false)?,
+        mux: crate::mux::Config::from_md(&o.md)?,
     }))
 }
 
@@ -131,6 +140,46 @@ impl PacketConn for AssociatePacket {
 
 #[async_trait]
 impl Connector for Socks5Connector {
+    async fn bind(
+        &self,
+        mut conn: BoxStream,
+        network: &str,
+        addr: &str,
+    ) -> Result<Bound, DialError> {
+        let up =
+            |e: std::io::Error| DialError::Upstream(format!("socks5 bind {network} {addr}: {e}"));
+        let target = match crate::addr::split_host_port(addr) {
+            Some(("", p)) => format!("0.0.0.0:{p}"),
+            _ => addr.to_string(),
+        };
+        if network.starts_with("udp") {
+            let bnd = super::bounded(
+                self.timeout,
+                "socks5 udp bind",
+                request(&mut conn, 0xF3, &target),
+            )
+            .await
+            .map_err(up)?;
+            return Ok(Bound::Packet(Arc::new(StreamPacket::new(conn)), bnd));
+        }
+        let bnd = super::bounded(
+            self.timeout,
+            "socks5 mbind",
+            request(&mut conn, 0xF2, &target),
+        )
+        .await
+        .map_err(up)?;
+        Ok(Bound::Stream(Box::new(super::relay::MuxAccept {
+            session: crate::mux::Session::new(conn, self.mux.clone(), false),
+            addr: bnd,
+            preamble: if self.comp {
+                super::relay::Preamble::None
+            } else {
+                super::relay::Preamble::Socks5
+            },
+        })))
+    }
+
     async fn handshake(&self, conn: BoxStream) -> std::io::Result<BoxStream> {
         super::bounded(self.timeout, "socks5 handshake", self.negotiate(conn)).await
     }

@@ -58,44 +58,45 @@ pub fn new(o: &HandlerOpts) -> Result<Arc<dyn Handler>, BuildError> {
     }))
 }
 
-impl ForwardHandler {
-    fn pick(
-        &self,
-        hop: &Hop,
-        network: &str,
-        ctx: &ConnCtx,
-    ) -> Result<Arc<crate::chain::Node>, DialError> {
-        let sel = SelectCtx {
-            network: network.to_string(),
-            addr: String::new(),
-            hash_key: Some(ctx.src.ip().to_string()),
-        };
-        hop.select(&self.o.store, &sel).ok_or(DialError::NoNode)
+/// Selects a forwarder target from `hop` and dials it through the handler's router; a failed
+/// dial marks the target, a success resets it. Shared with the `relay` handler's forward mode.
+pub async fn dial_target(
+    o: &HandlerOpts,
+    hop: &Hop,
+    network: &str,
+    ctx: &ConnCtx,
+) -> Result<(Outbound, String), DialError> {
+    let sel = SelectCtx {
+        network: network.to_string(),
+        addr: String::new(),
+        hash_key: Some(ctx.src.ip().to_string()),
+    };
+    let node = hop.select(&o.store, &sel).ok_or(DialError::NoNode)?;
+    let net = node.network.clone().unwrap_or_else(|| network.to_string());
+    match o
+        .router
+        .dial(&net, &node.addr, Some(ctx.src.ip().to_string()))
+        .await
+    {
+        Ok(out) => {
+            node.marker.reset();
+            Ok((out, node.addr.clone()))
+        }
+        Err(e) => {
+            node.marker.mark();
+            Err(e)
+        }
     }
+}
 
+impl ForwardHandler {
     async fn dial(&self, network: &str, ctx: &ConnCtx) -> Result<(Outbound, String), DialError> {
         let Some(hop) = &self.o.forwarder else {
             // No targets: only meaningful when the chain ends in a relay in forward mode.
             let o = self.o.router.dial(network, "", None).await?;
             return Ok((o, String::new()));
         };
-        let node = self.pick(hop, network, ctx)?;
-        let net = node.network.clone().unwrap_or_else(|| network.to_string());
-        match self
-            .o
-            .router
-            .dial(&net, &node.addr, Some(ctx.src.ip().to_string()))
-            .await
-        {
-            Ok(o) => {
-                node.marker.reset();
-                Ok((o, node.addr.clone()))
-            }
-            Err(e) => {
-                node.marker.mark();
-                Err(e)
-            }
-        }
+        dial_target(&self.o, hop, network, ctx).await
     }
 }
 

@@ -104,6 +104,7 @@ impl Socks4Handler {
                 Some(id) => client_id = id,
                 None => {
                     conn.write_all(&send(93)).await?;
+                    conn.flush().await?;
                     return Err(HandlerError::Auth(user));
                 }
             }
@@ -115,6 +116,7 @@ impl Socks4Handler {
         }
         if self.o.bypass.bypass(&self.o.store, "tcp", &target) {
             conn.write_all(&send(92)).await?;
+            conn.flush().await?;
             return Err(DialError::Bypassed(target).into());
         }
         let up = match self
@@ -130,10 +132,12 @@ impl Socks4Handler {
             Ok(o) => o.into_stream()?,
             Err(e) => {
                 conn.write_all(&send(91)).await?;
+                conn.flush().await?;
                 return Err(e.into());
             }
         };
         conn.write_all(&send(90)).await?;
+        conn.flush().await?;
         pipe(conn, up, self.common.idle_timeout).await;
         Ok(())
     }

@@ -1,5 +1,9 @@
-//! `socks5` (alias `socks`) handler: RFC 1928 CONNECT and UDP ASSOCIATE, RFC 1929
-//! user/password auth, and GOST's UDP-over-TCP command (`0xF3`, relay mode).
+//! `socks5` (alias `socks`) handler: RFC 1928 CONNECT, BIND and UDP ASSOCIATE, RFC 1929
+//! user/password auth, and GOST's extensions: the TLS methods `0x80` (TLS) / `0x82` (TLS then
+//! user/password) when the client offers them, MBIND (`0xF2`: the control connection becomes an
+//! smux session in which the server opens one stream per inbound connection; used by `rtcp`),
+//! and UDP-over-TCP (`0xF3`: port 0 = relay mode with `udp`, otherwise bind mode with `bind`,
+//! used by `rudp`). BIND/MBIND/bind mode listen locally on the requested address.
 //!
 //! ```yaml
 //! services:
@@ -12,7 +16,9 @@
 //! |---|---|---|---|
 //! | `readTimeout` | duration | 15s | negotiation + request must arrive within this |
 //! | `udp` | bool | false | allow UDP ASSOCIATE and UDP-over-TCP |
-//! | `bind` | bool | false | allow BIND (not implemented yet: answered with "command not supported") |
+//! | `bind` | bool | false | allow BIND, MBIND (`0xF2`, smux-multiplexed reverse streams) and UDP-over-TCP bind mode |
+//! | `notls` | bool | false | never select GOST's TLS methods (`0x80`/`0x82`) |
+//! | `comp` / `compatibilityMode` | bool | false | MBIND streams start without a SOCKS5 reply |
 //! | `udp.bufferSize` / `udpBufferSize` | int | 4096 | largest datagram |
 //! | `idleTimeout` | duration | none | per-direction idle timeout while piping |
 //! | `hash` | string | client IP | `host`: hash strategy key is the target |
@@ -21,7 +27,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UdpSocket;
 
 use crate::addr::{encode_socks_addr, read_socks_addr};
@@ -38,6 +44,9 @@ pub struct Socks5Handler {
     udp: bool,
     bind: bool,
     udp_buf: usize,
+    notls: bool,
+    comp: bool,
+    mux: crate::mux::Config,
 }
 
 /// Factory for `socks5` / `socks`.
@@ -54,20 +63,18 @@ pub fn build(o: &HandlerOpts) -> Result<Socks5Handler, BuildError> {
         o.md.int(&["udp.bufferSize", "udpBufferSize"])?
             .unwrap_or(4096)
             .clamp(512, 65535) as usize;
-    o.md.mark_known(&[
-        "notls",
-        "compatibilityMode",
-        "comp",
-        "publicAddr",
-        "socks.publicAddr",
-        "udp.resolveDomain",
-    ]);
+    let notls = o.md.bool_or(&["notls"], false)?;
+    let comp = o.md.bool_or(&["comp", "compatibilityMode"], false)?;
+    o.md.mark_known(&["publicAddr", "socks.publicAddr", "udp.resolveDomain"]);
     Ok(Socks5Handler {
         o: o.clone(),
         common,
         udp,
         bind,
         udp_buf,
+        notls,
+        comp,
+        mux: crate::mux::Config::from_md(&o.md)?,
     })
 }
 
@@ -88,9 +95,9 @@ fn dial_rep(e: &DialError) -> u8 {
 
 impl Socks5Handler {
     /// Serves one SOCKS5 connection whose first byte (0x05) has not been consumed.
-    pub async fn serve(&self, mut conn: BoxStream, ctx: ConnCtx) -> Result<(), HandlerError> {
-        let head = tokio::time::timeout(self.common.read_timeout, self.negotiate(&mut conn)).await;
-        let (client_id, cmd, target) = match head {
+    pub async fn serve(&self, conn: BoxStream, ctx: ConnCtx) -> Result<(), HandlerError> {
+        let head = tokio::time::timeout(self.common.read_timeout, self.negotiate(conn)).await;
+        let (mut conn, client_id, cmd, target) = match head {
             Ok(r) => r?,
             Err(_) => return Err(HandlerError::Protocol("SOCKS5 handshake timed out".into())),
         };
@@ -101,9 +108,11 @@ impl Socks5Handler {
             0xF3 if self.udp && target.ends_with(":0") => {
                 self.udp_tun(conn, &ctx, &client_id).await
             }
+            0xF3 if self.bind && !target.ends_with(":0") => self.udp_bind(conn, &target).await,
+            2 | 0xF2 if self.bind => self.tcp_bind(conn, &ctx, cmd == 0xF2, &target).await,
             2 | 3 | 0xF2 | 0xF3 => {
                 let rep = if (cmd == 3 || cmd == 0xF3) && !self.udp
-                    || (cmd == 2 || cmd == 0xF2) && !self.bind
+                    || (cmd == 2 || cmd == 0xF2 || cmd == 0xF3) && !self.bind
                 {
                     REP_NOT_ALLOWED
                 } else {
@@ -123,10 +132,10 @@ impl Socks5Handler {
         }
     }
 
-    async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
+    async fn negotiate(
         &self,
-        c: &mut S,
-    ) -> Result<(String, u8, String), HandlerError> {
+        mut c: BoxStream,
+    ) -> Result<(BoxStream, String, u8, String), HandlerError> {
         let ver = c.read_u8().await?;
         if ver != 5 {
             return Err(HandlerError::Protocol(format!("bad SOCKS version {ver}")));
@@ -137,13 +146,18 @@ impl Socks5Handler {
         }
         let mut methods = vec![0u8; n];
         c.read_exact(&mut methods).await?;
+        let tls = self.o.tls.as_ref().filter(|_| !self.notls);
         let auth = self.o.auth.enabled();
         let method = if auth {
-            if methods.contains(&2) {
+            if tls.is_some() && methods.contains(&METHOD_TLS_AUTH) {
+                METHOD_TLS_AUTH
+            } else if methods.contains(&2) {
                 2
             } else {
                 0xFF
             }
+        } else if tls.is_some() && methods.contains(&METHOD_TLS) {
+            METHOD_TLS
         } else if methods.contains(&0) {
             0
         } else {
@@ -156,8 +170,11 @@ impl Socks5Handler {
                 "no acceptable authentication method".into(),
             ));
         }
+        if let (Some(cfg), METHOD_TLS | METHOD_TLS_AUTH) = (tls, method) {
+            c = crate::tls::accept(cfg, c, self.common.read_timeout).await?;
+        }
         let mut client_id = String::new();
-        if method == 2 {
+        if method == 2 || method == METHOD_TLS_AUTH {
             let v = c.read_u8().await?;
             if v != 1 {
                 return Err(HandlerError::Protocol(format!(
@@ -175,6 +192,7 @@ impl Socks5Handler {
             match self.o.auth.authenticate(&self.o.store, &user, &pass) {
                 Some(id) => {
                     c.write_all(&[1, 0]).await?;
+                    c.flush().await?;
                     client_id = id;
                 }
                 None => {
@@ -192,8 +210,94 @@ impl Socks5Handler {
                 h[0]
             )));
         }
-        let target = read_socks_addr(c).await?;
-        Ok((client_id, h[1], target))
+        let target = read_socks_addr(&mut c).await?;
+        Ok((c, client_id, h[1], target))
+    }
+
+    /// BIND (one inbound connection) and MBIND (smux: one stream per inbound connection),
+    /// listening locally on `target`.
+    async fn tcp_bind(
+        &self,
+        mut conn: BoxStream,
+        ctx: &ConnCtx,
+        mux: bool,
+        target: &str,
+    ) -> Result<(), HandlerError> {
+        let l = match tokio::net::TcpListener::bind(target).await {
+            Ok(l) => l,
+            Err(e) => {
+                reply(&mut conn, REP_FAILURE, "0.0.0.0:0").await?;
+                return Err(e.into());
+            }
+        };
+        let bound = l.local_addr()?;
+        let host = if bound.ip().is_unspecified() {
+            ctx.local.ip()
+        } else {
+            bound.ip()
+        };
+        reply(
+            &mut conn,
+            REP_OK,
+            &SocketAddr::new(host, bound.port()).to_string(),
+        )
+        .await?;
+        tracing::debug!(addr = %bound, mux, "socks5 bind");
+        if mux {
+            let session = crate::mux::Session::new(conn, self.mux.clone(), true);
+            let comp = self.comp;
+            crate::handler::relay::serve_reverse(
+                &session,
+                &l,
+                self.common.idle_timeout,
+                |peer| async move {
+                    let mut b = Vec::new();
+                    if !comp {
+                        b.extend_from_slice(&[5, REP_OK, 0]);
+                        encode_socks_addr(&peer, &mut b)?;
+                    }
+                    Ok(b)
+                },
+            )
+            .await;
+            return Ok(());
+        }
+        let accepted = tokio::select! {
+            r = l.accept() => r,
+            _ = async { let mut b = [0u8; 1]; let _ = conn.read(&mut b).await; } => {
+                return Ok(());
+            }
+        };
+        let (peer_conn, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                reply(&mut conn, REP_FAILURE, "0.0.0.0:0").await?;
+                return Err(e.into());
+            }
+        };
+        reply(&mut conn, REP_OK, &peer.to_string()).await?;
+        pipe(conn, peer_conn, self.common.idle_timeout).await;
+        Ok(())
+    }
+
+    /// UDP-over-TCP bind mode: a UDP socket bound locally on `target`.
+    async fn udp_bind(&self, mut conn: BoxStream, target: &str) -> Result<(), HandlerError> {
+        let sock = match UdpSocket::bind(target).await {
+            Ok(s) => s,
+            Err(e) => {
+                reply(&mut conn, REP_FAILURE, "0.0.0.0:0").await?;
+                return Err(e.into());
+            }
+        };
+        reply(&mut conn, REP_OK, &sock.local_addr()?.to_string()).await?;
+        relay_stream_packets(
+            conn,
+            Arc::new(crate::io::UdpPacket(sock)),
+            self.udp_buf,
+            &self.o,
+        )
+        .await;
+        Ok(())
     }
 
     async fn connect(
