@@ -20,7 +20,7 @@ use crate::store::{AuthRef, BypassRef, Store};
 pub enum Inbound {
     /// A byte stream (TCP-family listeners).
     Stream(BoxStream),
-    /// A UDP client session (the `udp` listener).
+    /// A UDP client session (the `udp` and `rudp` listeners).
     Datagram(UdpSession),
 }
 

@@ -53,6 +53,7 @@ pub fn register_all(k: &mut Kinds) {
     k.listener("udp", listener::udp::check, listener::udp::new);
     k.listener("tls", listener::tls::check, listener::tls::new);
     k.listener("rtcp", listener::rtcp::check, listener::rtcp::new);
+    k.listener("rudp", listener::rudp::check, listener::rudp::new);
     k.listener("mtls", listener::mtls::check, listener::mtls::new);
     k.listener("ws", listener::ws::check_ws, listener::ws::new_ws);
     k.listener("wss", listener::ws::check_wss, listener::ws::new_wss);

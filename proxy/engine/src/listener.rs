@@ -4,6 +4,7 @@
 pub mod mtls;
 pub mod mws;
 pub mod rtcp;
+pub mod rudp;
 pub mod tcp;
 pub mod tls;
 pub mod udp;

@@ -2,9 +2,21 @@
 //!
 //! * **Server** ([`server_config`]): `certFile` + `keyFile` are loaded; with `caFile` as well,
 //!   client certificates are required and verified against it (mutual TLS). Without files the
-//!   global default is used: the top-level `tls:` object when it names files, otherwise a
-//!   self-signed certificate generated once per process (ECDSA P-256, CN `gost.run`,
-//!   O `GOST`, valid one year, marked CA, server+client auth — like GOST).
+//!   global default is used ([`GlobalTls`]), chosen like GOST v3.2.6/HEAD:
+//!   1. the files named by the top-level `tls:` object (`certFile` + `keyFile`, optional
+//!      `caFile`); they must load, else the configuration is refused with an error naming
+//!      the key and the file (HEAD);
+//!   2. with no files configured (or no `tls:` at all): `cert.pem` + `key.pem` in the working
+//!      directory when both exist, plus `ca.pem` when present; unusable files are skipped with
+//!      a warning (v3.2.6);
+//!   3. otherwise a self-signed certificate (ECDSA P-256, CN `gost.run`, O `GOST`, valid one
+//!      year, marked CA, server+client auth — like GOST), shaped by `commonName`,
+//!      `organization` and `validity` when given, else generated once per process.
+//!
+//!   A default CA (`tls.caFile`, or `ca.pem` beside the working-directory pair) makes every
+//!   listener using the default certificate require client certificates signed by it, as
+//!   GOST's cloned default config does. Divergence: HEAD's persisted certificate
+//!   (`$HOME/.gost/auto-ca-*.pem`) is neither read nor written, and HEAD ignores `ca.pem`.
 //! * **Client** ([`client_config`]): GOST does not verify the server unless `secure: true`.
 //!   With `secure: true` the certificate is verified against `caFile` (or the bundled-less
 //!   empty root store, i.e. `caFile` is then required in practice) including the host name.
@@ -16,9 +28,10 @@
 //!   offers modern suites). Divergence: TLS 1.0/1.1 are not available.
 //!
 //! ```yaml
-//! tls:                      # global default server certificate
+//! tls:                      # global default server certificate (default: ./cert.pem + ./key.pem)
 //!   certFile: /etc/gost/cert.pem
 //!   keyFile: /etc/gost/key.pem
+//!   caFile: /etc/gost/ca.pem  # optional: listeners using the default require client certs
 //! services:
 //! - name: tls
 //!   addr: :8443
@@ -196,31 +209,63 @@ pub fn generate(
 #[derive(Debug, Clone, Default)]
 pub struct GlobalTls {
     certs: Option<(Vec<CertificateDer<'static>>, Arc<PrivateKeyDer<'static>>)>,
+    /// Client CA: TLS listeners using the default certificate require client certificates
+    /// signed by it (GOST clones its default config, `ClientCAs` included).
+    client_ca: Option<Arc<RootCertStore>>,
+    /// Where the certificate came from (for logs).
+    source: String,
 }
 
 impl GlobalTls {
-    /// Builds the global default from the top-level `tls:` object. Explicitly configured files
-    /// must load (GOST HEAD); `commonName`/`organization`/`validity` shape a generated one.
+    /// Builds the global default from the top-level `tls:` object, looking for the
+    /// working-directory files in the process's current directory.
     pub fn build(c: Option<&TlsConfig>) -> Result<GlobalTls, BuildError> {
-        let Some(c) = c else {
-            return Ok(GlobalTls::default());
-        };
-        if !c.cert_file.is_empty() || !c.key_file.is_empty() {
+        let g = GlobalTls::build_in(c, std::path::Path::new("."))?;
+        tracing::debug!(source = %g.source(), "global TLS certificate");
+        Ok(g)
+    }
+
+    /// [`GlobalTls::build`] with the working directory given explicitly:
+    /// 1. files configured in `tls:` (`certFile` + `keyFile`, optional `caFile`) must load, else
+    ///    the error names the key and the file (GOST HEAD);
+    /// 2. otherwise `cert.pem` + `key.pem` in `dir` when both exist (+ `ca.pem` when present:
+    ///    client certificates are then required, GOST v3.2.6); unusable files are skipped
+    ///    with a warning;
+    /// 3. otherwise a generated certificate: shaped by `commonName`/`organization`/`validity`
+    ///    when given, else the one generated once per process.
+    pub fn build_in(c: Option<&TlsConfig>, dir: &std::path::Path) -> Result<GlobalTls, BuildError> {
+        if let Some(c) =
+            c.filter(|c| !c.cert_file.is_empty() || !c.key_file.is_empty() || !c.ca_file.is_empty())
+        {
             if c.cert_file.is_empty() || c.key_file.is_empty() {
                 return Err(BuildError::new(
                     "tls",
-                    "certFile and keyFile must be given together",
+                    "certFile and keyFile must be given together (caFile needs both)",
                 ));
             }
             let certs = load_certs("tls.certFile", &c.cert_file)?;
             let key = load_key("tls.keyFile", &c.key_file)?;
+            let client_ca = match c.ca_file.as_str() {
+                "" => None,
+                f => Some(Arc::new(roots("tls.caFile", f)?)),
+            };
             return Ok(GlobalTls {
                 certs: Some((certs, Arc::new(key))),
+                client_ca,
+                source: format!("{} (tls.certFile)", c.cert_file),
             });
         }
-        if c.common_name.is_empty() && c.organization.is_empty() && c.validity.is_none() {
-            return Ok(GlobalTls::default());
+        if let Some(g) = GlobalTls::from_dir(dir) {
+            return Ok(g);
         }
+        let Some(c) = c.filter(|c| {
+            !c.common_name.is_empty() || !c.organization.is_empty() || c.validity.is_some()
+        }) else {
+            return Ok(GlobalTls {
+                source: "generated".into(),
+                ..GlobalTls::default()
+            });
+        };
         let cn = if c.common_name.is_empty() {
             "gost.run"
         } else {
@@ -240,7 +285,70 @@ impl GlobalTls {
             .map_err(|e| BuildError::new("tls", format!("cannot generate a certificate: {e}")))?;
         Ok(GlobalTls {
             certs: Some((certs, Arc::new(PrivateKeyDer::Pkcs8(key.into())))),
+            client_ca: None,
+            source: format!("generated for {cn}"),
         })
+    }
+
+    /// `cert.pem` + `key.pem` (+ `ca.pem`) in `dir`, when present and usable.
+    fn from_dir(dir: &std::path::Path) -> Option<GlobalTls> {
+        let (cert, key, ca) = (
+            dir.join("cert.pem"),
+            dir.join("key.pem"),
+            dir.join("ca.pem"),
+        );
+        if !cert.is_file() || !key.is_file() {
+            return None;
+        }
+        let (cert_s, key_s) = (cert.display().to_string(), key.display().to_string());
+        let loaded = load_certs("tls", &cert_s).and_then(|c| {
+            let k = load_key("tls", &key_s)?;
+            // Catch a mismatched pair now rather than at the first handshake.
+            ServerConfig::builder_with_provider(provider())
+                .with_safe_default_protocol_versions()
+                .map_err(|e| BuildError::new("tls", e.to_string()))?
+                .with_no_client_auth()
+                .with_single_cert(c.clone(), k.clone_key())
+                .map_err(|e| BuildError::new("tls", format!("{cert_s:?} and {key_s:?}: {e}")))?;
+            Ok((c, k))
+        });
+        let (certs, key) = match loaded {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "working-directory cert.pem/key.pem unusable: using a generated certificate");
+                return None;
+            }
+        };
+        let client_ca = if ca.is_file() {
+            match roots("tls", &ca.display().to_string()) {
+                Ok(r) => Some(Arc::new(r)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "working-directory ca.pem ignored");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        Some(GlobalTls {
+            certs: Some((certs, Arc::new(key))),
+            client_ca,
+            source: cert_s,
+        })
+    }
+
+    /// Where the certificate comes from: a file path, or `generated…`.
+    pub fn source(&self) -> &str {
+        if self.source.is_empty() {
+            "generated"
+        } else {
+            &self.source
+        }
+    }
+
+    /// Whether TLS listeners using the default certificate require client certificates.
+    pub fn requires_client_cert(&self) -> bool {
+        self.client_ca.is_some()
     }
 
     fn cert_and_key(
@@ -276,22 +384,22 @@ pub fn server_config(
             }
             let certs = load_certs(&format!("{path}.certFile"), &c.cert_file)?;
             let key = load_key(&format!("{path}.keyFile"), &c.key_file)?;
-            (certs, key, (!c.ca_file.is_empty()).then_some(&c.ca_file))
+            let ca = match c.ca_file.as_str() {
+                "" => None,
+                f => Some(Arc::new(roots(&format!("{path}.caFile"), f)?)),
+            };
+            (certs, key, ca)
         }
         None => {
             let (certs, key) = global.cert_and_key()?;
-            (certs, key, None)
+            (certs, key, global.client_ca.clone())
         }
     };
     let builder = match ca {
-        Some(ca) => {
-            let roots = roots(&format!("{path}.caFile"), ca)?;
-            let v = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                Arc::new(roots),
-                provider(),
-            )
-            .build()
-            .map_err(|e| BuildError::new(format!("{path}.caFile"), e.to_string()))?;
+        Some(roots) => {
+            let v = rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider())
+                .build()
+                .map_err(|e| BuildError::new(format!("{path}.caFile"), e.to_string()))?;
             builder.with_client_cert_verifier(v)
         }
         None => builder.with_no_client_auth(),
@@ -471,64 +579,4 @@ pub async fn accept(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    #[tokio::test]
-    async fn generated_cert_handshake_without_verification() {
-        let srv = server_config("t", None, &GlobalTls::default()).unwrap();
-        let cli = client_config("c", None, "127.0.0.1:1").unwrap();
-        let (a, b) = tokio::io::duplex(64 * 1024);
-        let s = tokio::spawn(async move {
-            let mut s = accept(&srv, Box::new(b), HANDSHAKE_TIMEOUT).await.unwrap();
-            let mut buf = [0u8; 4];
-            s.read_exact(&mut buf).await.unwrap();
-            s.write_all(&buf).await.unwrap();
-            s.flush().await.unwrap();
-        });
-        let mut c = connect(&cli, Box::new(a), HANDSHAKE_TIMEOUT).await.unwrap();
-        c.write_all(b"ping").await.unwrap();
-        c.flush().await.unwrap();
-        let mut buf = [0u8; 4];
-        c.read_exact(&mut buf).await.unwrap();
-        assert_eq!(&buf, b"ping");
-        s.await.unwrap();
-    }
-
-    #[tokio::test]
-    async fn secure_client_rejects_unknown_server() {
-        let srv = server_config("t", None, &GlobalTls::default()).unwrap();
-        let tc = TlsConfig {
-            secure: true,
-            ..Default::default()
-        };
-        let cli = client_config("c", Some(&tc), "gost.run:443").unwrap();
-        let (a, b) = tokio::io::duplex(64 * 1024);
-        tokio::spawn(async move {
-            let _ = accept(&srv, Box::new(b), HANDSHAKE_TIMEOUT).await;
-        });
-        assert!(connect(&cli, Box::new(a), HANDSHAKE_TIMEOUT).await.is_err());
-    }
-
-    #[test]
-    fn bad_files_and_versions_are_build_errors() {
-        let tc = TlsConfig {
-            cert_file: "/nonexistent/cert.pem".into(),
-            key_file: "/nonexistent/key.pem".into(),
-            ..Default::default()
-        };
-        let e = server_config("services[s].listener.tls", Some(&tc), &GlobalTls::default())
-            .unwrap_err();
-        assert_eq!(e.path, "services[s].listener.tls.certFile");
-        let tc = TlsConfig {
-            options: Some(gost_config::TlsOptionsConfig {
-                min_version: "VersionTLS9".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let e = client_config("n.dialer.tls", Some(&tc), "a:1").unwrap_err();
-        assert!(e.msg.contains("VersionTLS9"), "{e}");
-    }
-}
+mod tests;

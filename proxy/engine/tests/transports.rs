@@ -511,6 +511,81 @@ async fn mutual_tls_requires_a_client_certificate() {
     assert_eq!((a.as_str(), b.as_str()), ("503", "503"));
 }
 
+/// No `tls:` object: `cert.pem` + `key.pem` in the working directory are the default server
+/// certificate (a verifying client accepts it), and `ca.pem` next to them makes the default
+/// config require client certificates (GOST v3.2.6).
+#[tokio::test(flavor = "multi_thread")]
+async fn global_tls_defaults_come_from_the_working_directory() {
+    let o = origin().await;
+    let pki = tempfile::tempdir().unwrap();
+    write_pki(pki.path());
+    let f = |n: &str| pki.path().join(n).display().to_string();
+    let (plain, mutual) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for d in [plain.path(), mutual.path()] {
+        std::fs::copy(pki.path().join("server.pem"), d.join("cert.pem")).unwrap();
+        std::fs::copy(pki.path().join("server.key"), d.join("key.pem")).unwrap();
+    }
+    std::fs::copy(pki.path().join("ca.pem"), mutual.path().join("ca.pem")).unwrap();
+    let (p1, p2) = (free_port(), free_port());
+    let (d1, d2) = (plain.path().to_path_buf(), mutual.path().to_path_buf());
+    let _servers = tokio::task::spawn_blocking(move || {
+        let l1 = format!("relay+tls://127.0.0.1:{p1}");
+        let l2 = format!("relay+tls://127.0.0.1:{p2}");
+        (
+            Proxy::start_in(Some(&d1), &["-L", &l1], &[p1], &[]),
+            Proxy::start_in(Some(&d2), &["-L", &l2], &[p2], &[]),
+        )
+    })
+    .await
+    .unwrap();
+    let verify = format!("secure=true&serverName=localhost&ca={}", f("ca.pem"));
+    let with_cert = format!("{verify}&cert={}&key={}", f("client.pem"), f("client.key"));
+    let (c1, c2, c3) = (free_port(), free_port(), free_port());
+    let _clients = start(vec![
+        (
+            args(&[
+                "-L".into(),
+                format!("http://127.0.0.1:{c1}"),
+                "-F".into(),
+                format!("relay+tls://127.0.0.1:{p1}?{verify}"),
+            ]),
+            vec![c1],
+        ),
+        (
+            args(&[
+                "-L".into(),
+                format!("http://127.0.0.1:{c2}"),
+                "-F".into(),
+                format!("relay+tls://127.0.0.1:{p2}?{with_cert}"),
+            ]),
+            vec![c2],
+        ),
+        (
+            args(&[
+                "-L".into(),
+                format!("http://127.0.0.1:{c3}"),
+                "-F".into(),
+                format!("relay+tls://127.0.0.1:{p2}?{verify}"),
+            ]),
+            vec![c3],
+        ),
+    ])
+    .await;
+    let url = format!("http://{o}/");
+    let (a, b, c) = tokio::task::spawn_blocking(move || {
+        let x = |p: u16| format!("http://127.0.0.1:{p}");
+        (
+            curl(&["-x", &x(c1), &url]),
+            curl(&["-x", &x(c2), &url]),
+            curl_status(&["-x", &x(c3), &url]),
+        )
+    })
+    .await
+    .unwrap();
+    let ok = (0, ORIGIN_BODY.to_string());
+    assert_eq!((a, b, c.as_str()), (ok.clone(), ok, "503"));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn rtcp_through_socks5_mbind() {
     let o = origin().await;

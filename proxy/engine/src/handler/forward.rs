@@ -1,5 +1,7 @@
 //! `tcp`, `udp` and `forward` handlers: port forwarding to the service's forwarder targets.
-//! `forward` is the same handler for non-tcp/udp listeners (e.g. `tls://:8443/host:80`).
+//! `forward` is the same handler for non-tcp/udp listeners (e.g. `tls://:8443/host:80`), and
+//! `rtcp` / `rudp` for the remote-forwarding listeners of the same names (the connections and
+//! UDP sessions arriving on the port bound on a remote node).
 //!
 //! ```yaml
 //! services:

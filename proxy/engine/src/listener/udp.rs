@@ -1,6 +1,12 @@
 //! `udp` listener: one UDP socket, datagrams demultiplexed by client address into sessions,
 //! each handed once to the handler.
 //!
+//! The session machinery ([`Demux`], [`UdpSession`]) is shared with the `rudp` listener, whose
+//! datagrams arrive through a tunnel instead of a local socket: a [`Wire`] is where datagrams
+//! come from and where the replies go. Every session is owned by the handler it was given to
+//! and has a deadline: the janitor closes it after between `ttl` and 2×`ttl` without traffic,
+//! and every session of a listener ends when the listener (or its tunnel) does.
+//!
 //! ```yaml
 //! services:
 //! - name: dns
@@ -21,7 +27,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,8 +40,68 @@ use tokio::sync::mpsc;
 use crate::addr::parse_listen_addr;
 use crate::component::{Inbound, Listener, ListenerOpts};
 use crate::error::BuildError;
+use crate::io::PacketConn;
+
+/// Where a listener's datagrams come from and where its sessions' replies go.
+#[async_trait]
+pub trait Wire: Send + Sync {
+    /// The next datagram and its peer. An error ends the listener and all its sessions
+    /// (transient socket errors are retried inside).
+    async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)>;
+    /// Sends a reply to `peer`.
+    async fn send_to(&self, data: &[u8], peer: SocketAddr) -> io::Result<usize>;
+}
+
+/// A local UDP socket as a [`Wire`].
+pub struct SocketWire(pub Arc<UdpSocket>);
+
+/// A tunnel to a remote node (relay/SOCKS5 UDP bind) as a [`Wire`]: peers are the addresses
+/// the node reports.
+pub struct TunnelWire(pub Arc<dyn PacketConn>);
+
+/// Session settings.
+#[derive(Debug, Clone)]
+pub struct SessionOpts {
+    /// Keep a session after its first reply.
+    pub keepalive: bool,
+    /// Janitor period.
+    pub ttl: Duration,
+    /// Largest datagram.
+    pub buf_size: usize,
+    /// Datagrams queued per session.
+    pub queue: usize,
+    /// Sessions waiting for the handler.
+    pub backlog: usize,
+}
+
+/// One client's UDP session.
+pub struct UdpSession {
+    id: u64,
+    peer: SocketAddr,
+    wire: Arc<dyn Wire>,
+    rx: tokio::sync::Mutex<mpsc::Receiver<Bytes>>,
+    active: Arc<AtomicBool>,
+    closed: Arc<AtomicBool>,
+    keepalive: bool,
+    sessions: Sessions,
+}
+
+/// Sessions of one listener, demultiplexed by peer, fed by a reader task and swept by a
+/// janitor task. Dropping it stops both and ends every session.
+pub struct Demux {
+    accept_rx: tokio::sync::Mutex<mpsc::Receiver<UdpSession>>,
+    sessions: Sessions,
+    tasks: [tokio::task::AbortHandle; 2],
+}
+
+/// A bound UDP listener.
+pub struct UdpListener {
+    local: SocketAddr,
+    demux: Demux,
+}
 
 struct SessionState {
+    id: u64,
     tx: mpsc::Sender<Bytes>,
     active: Arc<AtomicBool>,
     closed: Arc<AtomicBool>,
@@ -43,16 +109,45 @@ struct SessionState {
 
 type Sessions = Arc<Mutex<HashMap<SocketAddr, SessionState>>>;
 
-/// One client's UDP session.
-pub struct UdpSession {
-    peer: SocketAddr,
-    sock: Arc<UdpSocket>,
-    rx: tokio::sync::Mutex<mpsc::Receiver<Bytes>>,
-    active: Arc<AtomicBool>,
-    closed: Arc<AtomicBool>,
-    keepalive: bool,
-    sessions: Sessions,
+// === impl Wire ===
+
+#[async_trait]
+impl Wire for SocketWire {
+    async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        loop {
+            match self.0.recv_from(buf).await {
+                Ok(x) => return Ok(x),
+                Err(e) => {
+                    tracing::debug!(error = %e, "udp listener read");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+    }
+    async fn send_to(&self, data: &[u8], peer: SocketAddr) -> io::Result<usize> {
+        self.0.send_to(data, peer).await
+    }
 }
+
+#[async_trait]
+impl Wire for TunnelWire {
+    async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        loop {
+            let (n, from) = self.0.recv_from(buf).await?;
+            match from.parse() {
+                Ok(peer) => return Ok((n, peer)),
+                Err(_) => {
+                    tracing::debug!(from = %from, "tunnel datagram from a non-IP peer dropped")
+                }
+            }
+        }
+    }
+    async fn send_to(&self, data: &[u8], peer: SocketAddr) -> io::Result<usize> {
+        self.0.send_to(data, &peer.to_string()).await
+    }
+}
+
+// === impl UdpSession ===
 
 impl UdpSession {
     /// The client address.
@@ -72,7 +167,13 @@ impl UdpSession {
 
     /// Sends a datagram to the client. Without `keepalive` the session ends after this.
     pub async fn send(&self, data: &[u8]) -> io::Result<usize> {
-        let n = self.sock.send_to(data, self.peer).await?;
+        if self.is_closed() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "udp session closed",
+            ));
+        }
+        let n = self.wire.send_to(data, self.peer).await?;
         self.active.store(true, Ordering::Relaxed);
         if !self.keepalive {
             self.close();
@@ -80,10 +181,13 @@ impl UdpSession {
         Ok(n)
     }
 
-    /// Ends the session.
+    /// Ends the session (a later datagram from the same peer starts a new one).
     pub fn close(&self) {
         self.closed.store(true, Ordering::Relaxed);
-        self.sessions.lock().remove(&self.peer);
+        let mut map = self.sessions.lock();
+        if map.get(&self.peer).is_some_and(|s| s.id == self.id) {
+            map.remove(&self.peer);
+        }
     }
 
     /// Whether the session has ended.
@@ -98,52 +202,184 @@ impl Drop for UdpSession {
     }
 }
 
-/// A bound UDP listener.
-pub struct UdpListener {
-    local: SocketAddr,
-    accept_rx: tokio::sync::Mutex<mpsc::Receiver<(UdpSession, SocketAddr)>>,
-    tasks: Vec<tokio::task::AbortHandle>,
+// === impl Demux ===
+
+impl Demux {
+    /// Starts the reader and the janitor over `wire`. When the wire fails (a tunnel ends) the
+    /// reader stops, every session ends and [`Demux::accept`] returns `None`.
+    pub fn start(wire: Arc<dyn Wire>, o: &SessionOpts) -> Demux {
+        let sessions: Sessions = Arc::new(Mutex::new(HashMap::new()));
+        let (accept_tx, accept_rx) = mpsc::channel(o.backlog.max(1));
+        let reader = tokio::spawn(read_loop(
+            Arc::clone(&wire),
+            Arc::clone(&sessions),
+            accept_tx,
+            o.clone(),
+        ));
+        let janitor = {
+            let sessions = Arc::clone(&sessions);
+            let ttl = o.ttl;
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(ttl);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    sessions.lock().retain(|_, s| {
+                        if s.active.swap(false, Ordering::Relaxed) {
+                            true
+                        } else {
+                            s.closed.store(true, Ordering::Relaxed);
+                            false
+                        }
+                    });
+                }
+            })
+        };
+        Demux {
+            accept_rx: tokio::sync::Mutex::new(accept_rx),
+            sessions,
+            tasks: [reader.abort_handle(), janitor.abort_handle()],
+        }
+    }
+
+    /// The next new session; `None` once the wire has failed.
+    pub async fn accept(&self) -> Option<UdpSession> {
+        self.accept_rx.lock().await.recv().await
+    }
+
+    /// Sessions currently alive.
+    pub fn len(&self) -> usize {
+        self.sessions.lock().len()
+    }
+
+    /// Whether no session is alive.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
-impl Drop for UdpListener {
+fn end_all(sessions: &Sessions) {
+    let mut map = sessions.lock();
+    for s in map.values() {
+        s.closed.store(true, Ordering::Relaxed);
+    }
+    map.clear();
+}
+
+impl Drop for Demux {
     fn drop(&mut self) {
         for t in &self.tasks {
             t.abort();
         }
+        end_all(&self.sessions);
     }
 }
 
-struct UdpOpts {
-    keepalive: bool,
-    ttl: Duration,
-    buf_size: usize,
-    queue: usize,
-    backlog: usize,
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+async fn read_loop(
+    wire: Arc<dyn Wire>,
+    sessions: Sessions,
+    accept_tx: mpsc::Sender<UdpSession>,
+    o: SessionOpts,
+) {
+    let mut buf = vec![0u8; o.buf_size];
+    loop {
+        let (n, peer) = match wire.recv_from(&mut buf).await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::debug!(error = %e, "udp sessions: source ended");
+                end_all(&sessions);
+                return;
+            }
+        };
+        let data = Bytes::copy_from_slice(&buf[..n]);
+        {
+            let map = sessions.lock();
+            if let Some(s) = map.get(&peer) {
+                s.active.store(true, Ordering::Relaxed);
+                if s.tx.try_send(data).is_err() {
+                    tracing::warn!(%peer, "udp session queue full: datagram dropped");
+                }
+                continue;
+            }
+        }
+        let (tx, rx) = mpsc::channel(o.queue.max(1));
+        let active = Arc::new(AtomicBool::new(true));
+        let closed = Arc::new(AtomicBool::new(false));
+        let _ = tx.try_send(data);
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        sessions.lock().insert(
+            peer,
+            SessionState {
+                id,
+                tx,
+                active: Arc::clone(&active),
+                closed: Arc::clone(&closed),
+            },
+        );
+        let session = UdpSession {
+            id,
+            peer,
+            wire: Arc::clone(&wire),
+            rx: tokio::sync::Mutex::new(rx),
+            active,
+            closed,
+            keepalive: o.keepalive,
+            sessions: Arc::clone(&sessions),
+        };
+        // No lock is held here: a refused session's drop removes its own entry.
+        match accept_tx.try_send(session) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(s)) => {
+                tracing::warn!(%peer, "udp accept backlog full: datagram dropped");
+                drop(s);
+            }
+            Err(mpsc::error::TrySendError::Closed(s)) => {
+                drop(s);
+                end_all(&sessions);
+                return;
+            }
+        }
+    }
 }
 
-fn opts(o: &ListenerOpts) -> Result<UdpOpts, BuildError> {
-    let keepalive = o.md.bool_or(&["keepalive"], false)?;
+// === impl UdpListener ===
+
+/// Parses session settings; `defaults` gives the type's defaults (`udp` and `rudp` differ).
+pub fn session_opts(o: &ListenerOpts, defaults: &SessionOpts) -> Result<SessionOpts, BuildError> {
     let ttl =
         o.md.duration(&["ttl", "keepalive.ttl"])?
             .filter(|d| !d.is_zero())
-            .unwrap_or(Duration::from_secs(5));
+            .unwrap_or(defaults.ttl);
     let buf_size =
         o.md.int(&["readBufferSize", "udp.bufferSize", "udpBufferSize"])?
-            .unwrap_or(4096)
-            .clamp(512, 65535) as usize;
+            .map_or(defaults.buf_size, |v| v.clamp(512, 65535) as usize);
     let queue =
         o.md.int(&["readQueueSize", "recvQueueSize"])?
-            .unwrap_or(128)
-            .clamp(1, 65536) as usize;
-    let backlog = o.md.int(&["backlog"])?.unwrap_or(128).clamp(1, 65536) as usize;
-    o.md.mark_known(&["stateless"]);
-    Ok(UdpOpts {
-        keepalive,
+            .map_or(defaults.queue, |v| v.clamp(1, 65536) as usize);
+    let backlog =
+        o.md.int(&["backlog"])?
+            .map_or(defaults.backlog, |v| v.clamp(1, 65536) as usize);
+    Ok(SessionOpts {
+        keepalive: defaults.keepalive,
         ttl,
         buf_size,
         queue,
         backlog,
     })
+}
+
+fn opts(o: &ListenerOpts) -> Result<SessionOpts, BuildError> {
+    let defaults = SessionOpts {
+        keepalive: o.md.bool_or(&["keepalive"], false)?,
+        ttl: Duration::from_secs(5),
+        buf_size: 4096,
+        queue: 128,
+        backlog: 128,
+    };
+    o.md.mark_known(&["stateless"]);
+    session_opts(o, &defaults)
 }
 
 /// Validates `udp` listener options without binding.
@@ -153,13 +389,12 @@ pub fn check(o: &ListenerOpts) -> Result<(), BuildError> {
 
 /// Factory for `udp`.
 pub fn new(o: &ListenerOpts) -> Result<Arc<dyn Listener>, BuildError> {
-    let UdpOpts {
-        keepalive,
-        ttl,
-        buf_size,
-        queue,
-        backlog,
-    } = opts(o)?;
+    let so = opts(o)?;
+    Ok(Arc::new(bind(o, &so)?))
+}
+
+/// Binds a local UDP socket on the service address and starts its sessions.
+pub fn bind(o: &ListenerOpts, so: &SessionOpts) -> Result<UdpListener, BuildError> {
     let sa = parse_listen_addr(&o.addr).ok_or_else(|| {
         BuildError::new(
             format!("{}.addr", o.path),
@@ -189,87 +424,20 @@ pub fn new(o: &ListenerOpts) -> Result<Arc<dyn Listener>, BuildError> {
     let local = sock
         .local_addr()
         .map_err(|e| BuildError::new(format!("{}.addr", o.path), e.to_string()))?;
-    let sessions: Sessions = Arc::new(Mutex::new(HashMap::new()));
-    let (accept_tx, accept_rx) = mpsc::channel(backlog);
-
-    let reader = {
-        let sock = Arc::clone(&sock);
-        let sessions = Arc::clone(&sessions);
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; buf_size];
-            loop {
-                let (n, peer) = match sock.recv_from(&mut buf).await {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "udp listener read");
-                        continue;
-                    }
-                };
-                let data = Bytes::copy_from_slice(&buf[..n]);
-                let mut map = sessions.lock();
-                if let Some(s) = map.get(&peer) {
-                    s.active.store(true, Ordering::Relaxed);
-                    if s.tx.try_send(data).is_err() {
-                        tracing::warn!(%peer, "udp session queue full: datagram dropped");
-                    }
-                    continue;
-                }
-                let (tx, rx) = mpsc::channel(queue);
-                let active = Arc::new(AtomicBool::new(true));
-                let closed = Arc::new(AtomicBool::new(false));
-                let _ = tx.try_send(data);
-                let session = UdpSession {
-                    peer,
-                    sock: Arc::clone(&sock),
-                    rx: tokio::sync::Mutex::new(rx),
-                    active: Arc::clone(&active),
-                    closed: Arc::clone(&closed),
-                    keepalive,
-                    sessions: Arc::clone(&sessions),
-                };
-                match accept_tx.try_send((session, peer)) {
-                    Ok(()) => {
-                        map.insert(peer, SessionState { tx, active, closed });
-                    }
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        tracing::warn!(%peer, "udp accept backlog full: datagram dropped");
-                    }
-                    Err(mpsc::error::TrySendError::Closed(_)) => return,
-                }
-            }
-        })
-    };
-    let janitor = {
-        let sessions = Arc::clone(&sessions);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(ttl);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                sessions.lock().retain(|_, s| {
-                    if s.active.swap(false, Ordering::Relaxed) {
-                        true
-                    } else {
-                        s.closed.store(true, Ordering::Relaxed);
-                        false
-                    }
-                });
-            }
-        })
-    };
-    Ok(Arc::new(UdpListener {
+    Ok(UdpListener {
         local,
-        accept_rx: tokio::sync::Mutex::new(accept_rx),
-        tasks: vec![reader.abort_handle(), janitor.abort_handle()],
-    }))
+        demux: Demux::start(Arc::new(SocketWire(sock)), so),
+    })
 }
 
 #[async_trait]
 impl Listener for UdpListener {
     async fn accept(&self) -> io::Result<(Inbound, SocketAddr)> {
-        let mut rx = self.accept_rx.lock().await;
-        match rx.recv().await {
-            Some((s, peer)) => Ok((Inbound::Datagram(s), peer)),
+        match self.demux.accept().await {
+            Some(s) => {
+                let peer = s.peer();
+                Ok((Inbound::Datagram(s), peer))
+            }
             None => Err(io::Error::new(
                 io::ErrorKind::NotConnected,
                 "udp listener closed",

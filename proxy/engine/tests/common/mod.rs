@@ -133,10 +133,24 @@ impl Proxy {
 
     /// Like [`Proxy::start`] with extra environment variables.
     pub fn start_env(args: &[&str], ports: &[u16], env: &[(&str, &str)]) -> Proxy {
+        Proxy::start_in(None, args, ports, env)
+    }
+
+    /// Like [`Proxy::start_env`], run in working directory `cwd` when given.
+    pub fn start_in(
+        cwd: Option<&std::path::Path>,
+        args: &[&str],
+        ports: &[u16],
+        env: &[(&str, &str)],
+    ) -> Proxy {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("proxy.log");
         let f = std::fs::File::create(&log).unwrap();
-        let child = Command::new(bin())
+        let mut cmd = Command::new(bin());
+        if let Some(d) = cwd {
+            cmd.current_dir(d);
+        }
+        let child = cmd
             .args(args)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
