@@ -16,3 +16,4 @@
 
 pub mod crd;
 pub mod crdgen;
+pub mod render;
