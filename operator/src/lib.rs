@@ -16,4 +16,5 @@
 
 pub mod crd;
 pub mod crdgen;
+pub mod inject;
 pub mod render;
