@@ -41,7 +41,7 @@ use super::{AuthSpec, ClientTlsSpec, Metadata, SelectorSpec, DNS1123_LABEL};
     )
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[x_kube(validation = Rule::new("self.hops.all(h, self.hops.exists_one(g, g.name == h.name))").message("hop names must be unique in a GostChain").field_path(".hops").reason(kube::core::Reason::FieldValueDuplicate))]
+#[x_kube(validation = Rule::new("self.hops.all(h, self.hops.exists_one(g, g.name == h.name))").message("hop names must be unique in a GostChain").field_path(".hops"))]
 pub struct GostChainSpec {
     /// Default node selector of every hop that has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -54,7 +54,7 @@ pub struct GostChainSpec {
 /// A hop: a group of nodes and how one is picked.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[x_kube(validation = Rule::new("self.nodes.all(n, self.nodes.exists_one(m, m.name == n.name))").message("node names must be unique in a hop").field_path(".nodes").reason(kube::core::Reason::FieldValueDuplicate))]
+#[x_kube(validation = Rule::new("self.nodes.all(n, self.nodes.exists_one(m, m.name == n.name))").message("node names must be unique in a hop").field_path(".nodes"))]
 pub struct HopSpec {
     /// Hop name: a DNS-1123 label, unique in the chain.
     #[schemars(length(min = 1, max = 63), regex(pattern = DNS1123_LABEL))]

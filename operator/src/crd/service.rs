@@ -59,7 +59,7 @@ use super::{AuthSpec, Metadata, SelectorSpec, ServerTlsSpec, DNS1123_LABEL, DNS1
     )
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[x_kube(validation = Rule::new("self.services.all(s, self.services.exists_one(t, t.name == s.name))").message("service names must be unique in a GostService").field_path(".services").reason(kube::core::Reason::FieldValueDuplicate))]
+#[x_kube(validation = Rule::new("self.services.all(s, self.services.exists_one(t, t.name == s.name))").message("service names must be unique in a GostService").field_path(".services"))]
 pub struct GostServiceSpec {
     /// Pods in this namespace that run these services in their sidecar. Required; an empty
     /// selector selects every pod of the namespace.
@@ -195,7 +195,7 @@ pub struct ListenerSpec {
 /// GOST `forwarder:`: the fixed targets of a forwarding service.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[x_kube(validation = Rule::new("self.nodes.all(n, self.nodes.exists_one(m, m.name == n.name))").message("forwarder node names must be unique").field_path(".nodes").reason(kube::core::Reason::FieldValueDuplicate))]
+#[x_kube(validation = Rule::new("self.nodes.all(n, self.nodes.exists_one(m, m.name == n.name))").message("forwarder node names must be unique").field_path(".nodes"))]
 pub struct ForwarderSpec {
     /// How a target is picked among `nodes`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
