@@ -6,7 +6,9 @@
 //!   before the app's init containers) or, without native sidecars, the first app container;
 //!   args `-C /etc/kubegost/config --health … --drain-timeout … --strict`, plus one `-- -C <file>`
 //!   group per `Dedicated` GostService; startup and readiness probes on the health endpoint;
-//!   lifecycle `postStart: gost-proxy hook post-up` and `preStop: gost-proxy hook pre-down`;
+//!   lifecycle `postStart: gost-proxy hook post-up --health …` (always: it waits until every
+//!   service listens, runs postUp and reports to the engine, which only then turns ready; the
+//!   engine runs with `--external-hooks`) and `preStop: gost-proxy hook pre-down`;
 //! - the init container `gost-pre-up` when any service has `preUp` hooks;
 //! - the volumes: the config Secrets of the GostServices projected into one directory (no
 //!   `subPath`, so updates arrive live) and an in-memory `/run/kubegost`;
@@ -219,9 +221,8 @@ pub fn plan_injection(
             .filter_map(|s| s.hooks.as_ref())
             .any(f)
     };
-    let (pre_up, post_up, pre_down) = (
+    let (pre_up, pre_down) = (
         has_hook(|h| !h.pre_up.is_empty()),
-        has_hook(|h| !h.post_up.is_empty()),
         has_hook(|h| !h.pre_down.is_empty()),
     );
 
@@ -234,6 +235,8 @@ pub fn plan_injection(
         "--drain-timeout".to_string(),
         settings.drain_timeout.clone(),
         "--strict".to_string(),
+        // preUp/postUp/preDown run as the lifecycle steps below; the engine runs postDown
+        "--external-hooks".to_string(),
     ];
     for f in &dedicated {
         args.extend(
@@ -244,6 +247,7 @@ pub fn plan_injection(
                 "--drain-timeout",
                 &settings.drain_timeout,
                 "--strict",
+                "--external-hooks",
             ]
             .map(String::from),
         );
@@ -255,6 +259,14 @@ pub fn plan_injection(
             phase.to_string(),
         ];
         c.extend(sources.iter().cloned());
+        if phase == "post-up" {
+            // waits until every service listens, runs postUp, then reports to /post-up-done,
+            // which is what turns the readiness probe green
+            c.extend([
+                "--health".to_string(),
+                format!("127.0.0.1:{}", settings.health_port()),
+            ]);
+        }
         c
     };
     let exec = |cmd: Vec<String>| LifecycleHandler {
@@ -273,8 +285,9 @@ pub fn plan_injection(
         ..Default::default()
     };
     let lifecycle = Lifecycle {
-        // without native sidecars postStart is what holds the app containers back
-        post_start: (post_up || !settings.native_sidecars).then(|| exec(hook_cmd("post-up"))),
+        // always: postStart reports postUp done (readiness waits for it), and without native
+        // sidecars it is what holds the app containers back
+        post_start: Some(exec(hook_cmd("post-up"))),
         pre_stop: pre_down.then(|| exec(hook_cmd("pre-down"))),
         ..Default::default()
     };

@@ -181,8 +181,44 @@ fn init_logging(cfg: &Config) {
     let _ = r;
 }
 
-/// Serves `/live` and `/ready` for probes.
-async fn serve_health(addr: String, engine: Arc<Engine>) -> anyhow::Result<()> {
+/// Readiness state shared by the health endpoint and the sidecar's `hook post-up`.
+#[derive(Clone)]
+struct Health {
+    engine: Arc<Engine>,
+    /// With `--external-hooks`, `postUp` runs in the container's postStart and reports here.
+    external_hooks: bool,
+    post_up_done: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Health {
+    async fn response(&self, method: &hyper::Method, path: &str) -> (u16, &'static str) {
+        use std::sync::atomic::Ordering;
+        match (method.as_str(), path) {
+            (_, "/live" | "/healthz") => (200, "ok\n"),
+            ("GET", "/listening") => match self.engine.ready().await {
+                true => (200, "listening\n"),
+                false => (503, "not listening\n"),
+            },
+            ("POST", "/post-up-done") => {
+                self.post_up_done.store(true, Ordering::Relaxed);
+                (200, "ok\n")
+            }
+            (_, "/ready" | "/readyz") => {
+                let hooks_done = !self.external_hooks || self.post_up_done.load(Ordering::Relaxed);
+                if hooks_done && self.engine.ready().await {
+                    (200, "ready\n")
+                } else {
+                    (503, "not ready\n")
+                }
+            }
+            _ => (404, "not found\n"),
+        }
+    }
+}
+
+/// Serves `/live`, `/ready`, `/listening` and `POST /post-up-done` for probes and the sidecar's
+/// lifecycle steps.
+async fn serve_health(addr: String, health: Health) -> anyhow::Result<()> {
     let sa = crate::addr::parse_listen_addr(&addr)
         .ok_or_else(|| anyhow!("--health {addr}: invalid address (expected host:port)"))?;
     let l = tokio::net::TcpListener::bind(sa)
@@ -193,23 +229,14 @@ async fn serve_health(addr: String, engine: Arc<Engine>) -> anyhow::Result<()> {
             let Ok((s, _)) = l.accept().await else {
                 continue;
             };
-            let engine = Arc::clone(&engine);
+            let health = health.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(
                     move |req: hyper::Request<hyper::body::Incoming>| {
-                        let engine = Arc::clone(&engine);
+                        let health = health.clone();
                         async move {
-                            let (code, body) = match req.uri().path() {
-                                "/live" | "/healthz" => (200, "ok\n"),
-                                "/ready" | "/readyz" => {
-                                    if engine.ready().await {
-                                        (200, "ready\n")
-                                    } else {
-                                        (503, "not ready\n")
-                                    }
-                                }
-                                _ => (404, "not found\n"),
-                            };
+                            let (code, body) =
+                                health.response(req.method(), req.uri().path()).await;
                             let mut r = hyper::Response::new(http_body_util::Full::new(
                                 bytes::Bytes::from_static(body.as_bytes()),
                             ));
@@ -226,6 +253,24 @@ async fn serve_health(addr: String, engine: Arc<Engine>) -> anyhow::Result<()> {
         }
     });
     Ok(())
+}
+
+/// A tiny HTTP/1.1 request to the local health endpoint; returns the status code.
+async fn health_call(addr: &str, method: &str, path: &str) -> std::io::Result<u16> {
+    use tokio::io::AsyncWriteExt;
+    let host = addr
+        .strip_prefix(':')
+        .map(|p| format!("127.0.0.1:{p}"))
+        .unwrap_or_else(|| addr.replace("0.0.0.0", "127.0.0.1"));
+    let mut s = tokio::net::TcpStream::connect(&host).await?;
+    s.write_all(format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes())
+        .await?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).await?;
+    resp.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other("bad health response"))
 }
 
 async fn serve_metrics(cfg: gost_config::MetricsConfig, engine: Arc<Engine>) -> anyhow::Result<()> {
@@ -320,32 +365,29 @@ pub async fn run_hook(cli: &Cli) -> anyhow::Result<ExitCode> {
     let kinds = crate::Kinds::builtin();
     let cfg = effective_config(cli, &kinds).await?;
     init_logging(&cfg);
+    // As a postStart step: wait until every service listens before running postUp.
+    if let (crate::hooks::Phase::PostUp, Some(h)) = (phase, &cli.health) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            if health_call(h, "GET", "/listening").await.ok() == Some(200) {
+                break;
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("hook post-up: services at {h} not listening after 120s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     let mut failed = 0;
     for s in &cfg.services {
         let md = crate::md::Md::new(format!("services[{}].metadata", s.name), &s.metadata);
-        let hooks = crate::hooks::Hooks {
-            pre_up: md
-                .strings(&["preUp"])
-                .map_err(|e| anyhow!("{e}"))?
-                .unwrap_or_default(),
-            post_up: md
-                .strings(&["postUp"])
-                .map_err(|e| anyhow!("{e}"))?
-                .unwrap_or_default(),
-            pre_down: md
-                .strings(&["preDown"])
-                .map_err(|e| anyhow!("{e}"))?
-                .unwrap_or_default(),
-            post_down: md
-                .strings(&["postDown"])
-                .map_err(|e| anyhow!("{e}"))?
-                .unwrap_or_default(),
-            timeout: md
-                .duration(&["hookTimeout"])
-                .map_err(|e| anyhow!("{e}"))?
-                .unwrap_or(Duration::from_secs(30)),
-        };
+        let hooks = crate::hooks::Hooks::from_metadata(&md).map_err(|e| anyhow!("{e}"))?;
         failed += hooks.run(phase, &s.name, &s.addr).await;
+    }
+    if let (crate::hooks::Phase::PostUp, Some(h)) = (phase, &cli.health) {
+        health_call(h, "POST", "/post-up-done")
+            .await
+            .with_context(|| format!("hook post-up: reporting to {h}"))?;
     }
     Ok(if failed == 0 {
         ExitCode::SUCCESS
@@ -385,6 +427,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         strict: cli.strict,
         drain: cli.drain.unwrap_or(Duration::from_secs(30)),
         metrics_client_label: !cli.no_client_label,
+        external_hooks: cli.external_hooks,
     });
     let write_lock = Arc::new(tokio::sync::Mutex::new(()));
     let reload: crate::api::ReloadFn = {
@@ -430,7 +473,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         serve_metrics(m, Arc::clone(&engine)).await?;
     }
     if let Some(h) = &cli.health {
-        serve_health(h.clone(), Arc::clone(&engine)).await?;
+        let health = Health {
+            engine: Arc::clone(&engine),
+            external_hooks: cli.external_hooks,
+            post_up_done: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        };
+        serve_health(h.clone(), health).await?;
     }
     let report = match engine.apply(cfg).await {
         Ok(r) => r,

@@ -30,6 +30,10 @@ pub struct Cli {
     pub health: Option<String>,
     /// `--metrics-no-client-label`.
     pub no_client_label: bool,
+    /// `--external-hooks`: `preUp`/`postUp`/`preDown` run as container lifecycle steps
+    /// (`gost-proxy hook …`); the engine runs only `postDown`, and `/ready` waits for
+    /// `gost-proxy hook post-up --health …` to report that `postUp` ran.
+    pub external_hooks: bool,
     /// `--no-watch`: do not reload when a `-C` file or directory changes.
     pub no_watch: bool,
     /// Positional arguments (after a subcommand).
@@ -54,9 +58,11 @@ GOST flags:
 kubegost flags:
   --strict              unknown metadata keys are errors
   --config-dir dir      same as -C dir (every *.yaml, *.yml, *.json in it, merged in name order)
+  --external-hooks      preUp/postUp/preDown run as container lifecycle steps; the engine runs postDown
   --no-watch            do not reload when a -C file or directory changes (SIGHUP still does)
   --drain-timeout dur   drain deadline on SIGTERM (default 30s)
-  --health addr         serve /live and /ready on addr
+  --health addr         serve /live, /ready and /listening on addr (with `hook post-up`: wait for
+                        /listening first, then report postUp done to it)
   --metrics-no-client-label   drop the unbounded `client` label from metrics
 ";
 
@@ -105,6 +111,7 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
             "metrics" => c.metrics = Some(value("metrics")?),
             "strict" => c.strict = true,
             "no-watch" => c.no_watch = true,
+            "external-hooks" => c.external_hooks = true,
             "config-dir" => c.configs.push(value("config-dir")?),
             "metrics-no-client-label" => c.no_client_label = true,
             "drain-timeout" => {

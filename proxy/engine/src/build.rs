@@ -26,6 +26,8 @@ use crate::store::{names, AdmissionRef, AuthRef, BypassRef, Store};
 pub struct BuildOpts {
     /// Unknown metadata keys are errors instead of warnings.
     pub strict: bool,
+    /// `preUp`, `postUp` and `preDown` run as container lifecycle steps, not in the engine.
+    pub external_hooks: bool,
 }
 
 /// Collects unknown-key reports for a set of metadata maps.
@@ -486,15 +488,11 @@ pub fn service(
         .duration(&["dialTimeout"])?
         .filter(|d| !d.is_zero())
         .unwrap_or(DEFAULT_DIAL_TIMEOUT);
-    let hooks = Hooks {
-        pre_up: smd.strings(&["preUp"])?.unwrap_or_default(),
-        post_up: smd.strings(&["postUp"])?.unwrap_or_default(),
-        pre_down: smd.strings(&["preDown"])?.unwrap_or_default(),
-        post_down: smd.strings(&["postDown"])?.unwrap_or_default(),
-        timeout: smd
-            .duration(&["hookTimeout"])?
-            .filter(|d| !d.is_zero())
-            .unwrap_or(Duration::from_secs(30)),
+    let hooks = Hooks::from_metadata(&smd)?;
+    let hooks = if opts.external_hooks {
+        hooks.post_down_only()
+    } else {
+        hooks
     };
     if hc.retries < 0 {
         return Err(BuildError::new(

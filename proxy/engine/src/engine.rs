@@ -32,6 +32,8 @@ pub struct EngineOpts {
     pub drain: Duration,
     /// Keep the `client` label on metrics.
     pub metrics_client_label: bool,
+    /// `preUp`/`postUp`/`preDown` run outside the engine (sidecar lifecycle steps).
+    pub external_hooks: bool,
 }
 
 impl Default for EngineOpts {
@@ -40,6 +42,7 @@ impl Default for EngineOpts {
             strict: false,
             drain: Duration::from_secs(30),
             metrics_client_label: true,
+            external_hooks: false,
         }
     }
 }
@@ -112,6 +115,7 @@ impl Engine {
     fn build_opts(&self) -> BuildOpts {
         BuildOpts {
             strict: self.opts.strict,
+            external_hooks: self.opts.external_hooks,
         }
     }
 

@@ -70,6 +70,31 @@ pub struct Hooks {
 }
 
 impl Hooks {
+    /// Reads the four lists and `hookTimeout` (default 30 s) from service metadata.
+    pub fn from_metadata(md: &crate::md::Md) -> Result<Hooks, crate::error::BuildError> {
+        Ok(Hooks {
+            pre_up: md.strings(&["preUp"])?.unwrap_or_default(),
+            post_up: md.strings(&["postUp"])?.unwrap_or_default(),
+            pre_down: md.strings(&["preDown"])?.unwrap_or_default(),
+            post_down: md.strings(&["postDown"])?.unwrap_or_default(),
+            timeout: md
+                .duration(&["hookTimeout"])?
+                .filter(|d| !d.is_zero())
+                .unwrap_or(Duration::from_secs(30)),
+        })
+    }
+
+    /// Only the phase the engine itself runs when the others are container lifecycle steps
+    /// (`--external-hooks`): `postDown`.
+    pub fn post_down_only(self) -> Hooks {
+        Hooks {
+            pre_up: vec![],
+            post_up: vec![],
+            pre_down: vec![],
+            ..self
+        }
+    }
+
     /// The commands of a phase.
     pub fn commands(&self, phase: Phase) -> &[String] {
         match phase {

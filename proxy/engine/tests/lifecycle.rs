@@ -452,3 +452,88 @@ async fn children_die_with_a_killed_parent() {
         assert!(!alive(k), "child {k} outlived a SIGKILLed parent");
     }
 }
+
+fn http_status(port: u16, method: &str, path: &str) -> String {
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "5",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            method,
+            &format!("http://127.0.0.1:{port}{path}"),
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// Sidecar mode: preUp/postUp/preDown are container lifecycle steps; the engine runs only
+/// postDown, and readiness waits until `hook post-up` (the postStart step) has run.
+#[test]
+fn external_hooks_leave_post_up_to_the_lifecycle_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("hooks.log");
+    let (port, hp) = (free_port(), free_port());
+    let line = |p: &str| format!("\"sh -c 'echo {p} >> {}'\"", out.display());
+    let cfg = format!(
+        "services:\n- name: web\n  addr: 127.0.0.1:{port}\n  handler: {{type: http}}\n  metadata:\n    preUp: [{}]\n    postUp: [{}]\n    preDown: [{}]\n    postDown: [{}]\n",
+        line("pre-up"),
+        line("post-up"),
+        line("pre-down"),
+        line("post-down")
+    );
+    let cf = dir.path().join("gost.yaml");
+    std::fs::write(&cf, cfg).unwrap();
+    let health = format!("127.0.0.1:{hp}");
+    let mut p = Proxy::start(
+        &[
+            "-C",
+            cf.to_str().unwrap(),
+            "--external-hooks",
+            "--health",
+            &health,
+            "--no-watch",
+        ],
+        &[port, hp],
+    );
+    assert_eq!(http_status(hp, "GET", "/listening"), "200");
+    assert_eq!(
+        http_status(hp, "GET", "/ready"),
+        "503",
+        "not ready before postUp ran"
+    );
+    assert!(
+        !out.exists(),
+        "the engine ran a hook it should leave to the lifecycle steps"
+    );
+    let hook = std::process::Command::new(bin())
+        .args([
+            "hook",
+            "post-up",
+            "-C",
+            cf.to_str().unwrap(),
+            "--health",
+            &health,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        hook.status.success(),
+        "{}",
+        String::from_utf8_lossy(&hook.stderr)
+    );
+    assert_eq!(http_status(hp, "GET", "/ready"), "200");
+    p.signal("TERM");
+    assert!(p.wait_exit(20).success());
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "post-up\npost-down\n",
+        "{}",
+        p.logs()
+    );
+}
