@@ -107,6 +107,19 @@ fn alive(pid: u32) -> bool {
     })
 }
 
+/// Waits (≤10 s per process) until every pid is gone.
+fn assert_all_gone(pids: &[u32], what: &str) {
+    for &k in pids {
+        for _ in 0..500 {
+            if !alive(k) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!alive(k), "child {k} outlived {what}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn multi_process_groups_are_supervised() {
     let o = origin().await;
@@ -128,15 +141,7 @@ async fn multi_process_groups_are_supervised() {
     p.signal("TERM");
     let st = p.wait_exit(20);
     assert!(st.success(), "{st}: {}", p.logs());
-    for k in kids {
-        for _ in 0..250 {
-            if !alive(k) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        assert!(!alive(k), "child {k} outlived the parent");
-    }
+    assert_all_gone(&kids, "the parent");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -442,15 +447,7 @@ async fn children_die_with_a_killed_parent() {
     assert_eq!(kids.len(), 2);
     p.signal("KILL");
     let _ = p.wait_exit(10);
-    for k in kids {
-        for _ in 0..500 {
-            if !alive(k) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        assert!(!alive(k), "child {k} outlived a SIGKILLed parent");
-    }
+    assert_all_gone(&kids, "a SIGKILLed parent");
 }
 
 fn http_status(port: u16, method: &str, path: &str) -> String {
