@@ -261,14 +261,15 @@ pub fn forwarder(
     f: &ForwarderConfig,
     store: &Store,
     opts: &BuildOpts,
-) -> Result<Option<Arc<Hop>>, BuildError> {
+) -> Result<Option<crate::chain::Forwarder>, BuildError> {
     if let Some(name) = f.hop.as_ref().or(f.name.as_ref()).filter(|n| !n.is_empty()) {
-        return store.hops.get(name).map(Some).ok_or_else(|| {
-            BuildError::new(
+        if store.hops.get(name).is_none() {
+            return Err(BuildError::new(
                 format!("{path}.hop"),
                 format!("hop {name:?} not found in hops[]"),
-            )
-        });
+            ));
+        }
+        return Ok(Some(crate::chain::Forwarder::Named(name.clone())));
     }
     let mut nodes = Vec::new();
     for (i, n) in f.nodes.iter().enumerate() {
@@ -340,12 +341,12 @@ pub fn forwarder(
             fail_timeout,
         }));
     }
-    Ok(Some(Arc::new(Hop {
+    Ok(Some(crate::chain::Forwarder::Inline(Arc::new(Hop {
         name: String::new(),
         selector: selector(path, f.selector.as_ref())?,
         bypass: BypassRef::default(),
         nodes,
-    })))
+    }))))
 }
 
 /// A validated service, not yet bound.

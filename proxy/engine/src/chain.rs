@@ -320,6 +320,29 @@ pub enum HopRef {
     Named(String),
 }
 
+/// A service's forwarder targets: its own inline hop, or a top-level hop looked up by name at
+/// use time (so a changed hop applies to the next connection).
+#[derive(Debug, Clone)]
+pub enum Forwarder {
+    /// `forwarder.nodes`.
+    Inline(Arc<Hop>),
+    /// `forwarder.hop`.
+    Named(String),
+}
+
+impl Forwarder {
+    /// The hop to select a target from; a missing named hop is an error (fail closed).
+    pub fn hop(&self, store: &Store) -> Result<Arc<Hop>, DialError> {
+        match self {
+            Forwarder::Inline(h) => Ok(Arc::clone(h)),
+            Forwarder::Named(n) => store
+                .hops
+                .get(n)
+                .ok_or_else(|| DialError::Config(format!("forwarder hop {n} not found"))),
+        }
+    }
+}
+
 /// A named chain.
 #[derive(Debug)]
 pub struct Chain {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::chain::{Connector, Dialer, Hop};
+use crate::chain::{Connector, Dialer};
 use crate::error::{BuildError, DialError};
 use crate::io::BoxStream;
 use crate::listener::udp::UdpSession;
@@ -87,7 +87,7 @@ pub struct HandlerOpts {
     /// Service-level bypass (refuse matching targets).
     pub bypass: BypassRef,
     /// Forwarder targets, when configured.
-    pub forwarder: Option<Arc<Hop>>,
+    pub forwarder: Option<crate::chain::Forwarder>,
     /// Named instances.
     pub store: Arc<Store>,
     /// Server TLS, for handlers that terminate TLS themselves.

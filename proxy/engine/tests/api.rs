@@ -203,3 +203,40 @@ async fn api_handler_service_and_save_to_the_c_file() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_named_forwarder_hop_change_applies_to_the_next_connection() {
+    let o = origin().await;
+    let (pa, pf, dead) = (free_port(), free_port(), free_port());
+    let cfg = format!(
+        r#"{{"services":[{{"name":"fw","addr":"127.0.0.1:{pf}","handler":{{"type":"tcp"}},"forwarder":{{"hop":"targets"}}}}],
+"hops":[{{"name":"targets","nodes":[{{"name":"t","addr":"127.0.0.1:{dead}"}}]}}]}}"#
+    );
+    let api_arg = format!("admin:pw@127.0.0.1:{pa}");
+    let _p = tokio::task::spawn_blocking(move || {
+        Proxy::start(&["-C", &cfg, "-api", &api_arg], &[pa, pf])
+    })
+    .await
+    .unwrap();
+    tokio::task::spawn_blocking(move || {
+        let url = format!("http://127.0.0.1:{pf}/");
+        assert_ne!(curl(&[&url]).0, 0, "the target is dead at first");
+        let hop = format!(r#"{{"nodes":[{{"name":"t","addr":"{o}"}}]}}"#);
+        assert_eq!(
+            call(
+                "PUT",
+                &format!("http://127.0.0.1:{pa}/config/hops/targets"),
+                Some(&hop)
+            )
+            .0,
+            "200"
+        );
+        assert_eq!(
+            curl(&[&url]),
+            (0, ORIGIN_BODY.to_string()),
+            "the new hop applies without restarting the service"
+        );
+    })
+    .await
+    .unwrap();
+}

@@ -93,12 +93,13 @@ pub async fn dial_target(
 
 impl ForwardHandler {
     async fn dial(&self, network: &str, ctx: &ConnCtx) -> Result<(Outbound, String), DialError> {
-        let Some(hop) = &self.o.forwarder else {
+        let Some(fwd) = &self.o.forwarder else {
             // No targets: only meaningful when the chain ends in a relay in forward mode.
             let o = self.o.router.dial(network, "", None).await?;
             return Ok((o, String::new()));
         };
-        dial_target(&self.o, hop, network, ctx).await
+        let hop = fwd.hop(&self.o.store)?;
+        dial_target(&self.o, &hop, network, ctx).await
     }
 }
 

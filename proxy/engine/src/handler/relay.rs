@@ -113,20 +113,23 @@ impl RelayHandler {
         let network = if udp { "udp" } else { "tcp" };
         let cmd = req.code & 0x0F;
         tracing::debug!(sid = %ctx.sid, cmd, network, dst = ?req.addr, "relay request");
-        if let Some(hop) = self.o.forwarder.clone() {
-            let (up, target) =
-                match crate::handler::forward::dial_target(&self.o, &hop, network, &ctx).await {
-                    Ok(x) => x,
-                    Err(e) => {
-                        let st = if matches!(e, DialError::NoNode) {
-                            relay::STATUS_SERVICE_UNAVAILABLE
-                        } else {
-                            relay::STATUS_HOST_UNREACHABLE
-                        };
-                        respond(&mut conn, st, None).await?;
-                        return Err(e.into());
-                    }
-                };
+        if let Some(fwd) = self.o.forwarder.clone() {
+            let selected = match fwd.hop(&self.o.store) {
+                Ok(hop) => crate::handler::forward::dial_target(&self.o, &hop, network, &ctx).await,
+                Err(e) => Err(e),
+            };
+            let (up, target) = match selected {
+                Ok(x) => x,
+                Err(e) => {
+                    let st = if matches!(e, DialError::NoNode) {
+                        relay::STATUS_SERVICE_UNAVAILABLE
+                    } else {
+                        relay::STATUS_HOST_UNREACHABLE
+                    };
+                    respond(&mut conn, st, None).await?;
+                    return Err(e.into());
+                }
+            };
             return self.data_phase(conn, up, &target).await;
         }
         match cmd {
