@@ -423,6 +423,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Some(gid) = std::env::var_os("_GOST_ID") {
         crate::supervise::child_guard(gid.to_string_lossy().as_ref());
     }
+    // Before anything listens: a signal that arrives while services start is handled by the
+    // loop below (graceful), never by the default action (immediate death).
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
     let engine = Engine::new(EngineOpts {
         strict: cli.strict,
         drain: cli.drain.unwrap_or(Duration::from_secs(30)),
@@ -511,10 +517,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Duration::from_millis(200),
         )
     });
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
     loop {
         tokio::select! {
             _ = term.recv() => break,

@@ -24,6 +24,10 @@ pub fn child_guard(id: &str) {
 /// Runs each group as a child and supervises them.
 pub async fn run(groups: Vec<Vec<String>>) -> anyhow::Result<ExitCode> {
     use tokio::signal::unix::{signal, SignalKind};
+    // Registered before the children exist, so no signal falls through to the default action.
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
     let exe = std::env::current_exe()?;
     let parent = std::process::id().to_string();
     let mut children = Vec::new();
@@ -33,7 +37,8 @@ pub async fn run(groups: Vec<Vec<String>>) -> anyhow::Result<ExitCode> {
             .env("_GOST_ID", i.to_string())
             .env("KUBEGOST_PARENT_PID", &parent)
             .kill_on_drop(true)
-            .spawn()?;
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("starting group {i} ({}): {e}", exe.display()))?;
         eprintln!(
             "gost-proxy: started group {i} (pid {}): {}",
             child.id().unwrap_or(0),
@@ -51,9 +56,6 @@ pub async fn run(groups: Vec<Vec<String>>) -> anyhow::Result<ExitCode> {
             let _ = kill(*p, sig);
         }
     };
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
     let (tx, mut rx) = tokio::sync::mpsc::channel(children.len());
     for (i, mut c) in children.into_iter().enumerate() {
         let tx = tx.clone();

@@ -217,7 +217,12 @@ async fn sigterm_drains_a_slow_transfer_and_closes_the_listener_at_once() {
     let complete = tokio::time::timeout(Duration::from_secs(20), read_all)
         .await
         .unwrap_or(false);
-    assert!(complete, "transfer cut short: {} bytes", got.len());
+    assert!(
+        complete,
+        "transfer cut short: {} bytes: {}",
+        got.len(),
+        p.logs()
+    );
     drop(s);
     let st = tokio::task::spawn_blocking(move || {
         let st = p.wait_exit(30);
