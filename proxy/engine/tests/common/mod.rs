@@ -15,25 +15,32 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// Body every origin response carries.
 pub const ORIGIN_BODY: &str = "hello from the kubegost test origin\n";
 
-/// A free loopback port (bound and released; the tests bind it right after).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+/// Ports handed out by [`free_port`] come from below the kernel's ephemeral range
+/// (32768–60999 here), so no `bind(0)` and no outgoing connection can take one between the
+/// moment a test picks it and the moment the proxy binds it; a process-wide counter makes sure
+/// no two tests of one binary get the same port, and each binary starts at an offset derived
+/// from its PID so binaries run back to back do not reuse each other's ports at once.
+const PORT_BASE: u32 = 20000;
+const PORT_SPAN: u32 = 12000;
+static NEXT_PORT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
-/// A free loopback port usable for both TCP and UDP.
-pub fn free_port_udp() -> u16 {
-    for _ in 0..50 {
-        let t = TcpListener::bind("127.0.0.1:0").unwrap();
-        let p = t.local_addr().unwrap().port();
-        if std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok() {
+/// A free loopback port, usable for both TCP and UDP, never handed out twice in this process.
+pub fn free_port() -> u16 {
+    let offset = (std::process::id() % 48) * 250;
+    for _ in 0..PORT_SPAN {
+        let n = NEXT_PORT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = (PORT_BASE + (offset + n) % PORT_SPAN) as u16;
+        let tcp = TcpListener::bind(("127.0.0.1", p)).is_ok();
+        if tcp && std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok() {
             return p;
         }
     }
-    panic!("no free port")
+    panic!("no free port in {PORT_BASE}..{}", PORT_BASE + PORT_SPAN)
+}
+
+/// A free loopback port usable for both TCP and UDP (same as [`free_port`]).
+pub fn free_port_udp() -> u16 {
+    free_port()
 }
 
 /// A minimal HTTP/1.1 origin on 127.0.0.1: answers every request with [`ORIGIN_BODY`]
