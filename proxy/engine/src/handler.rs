@@ -12,7 +12,8 @@ pub mod socks5;
 use std::time::Duration;
 
 use crate::component::{ConnCtx, HandlerOpts};
-use crate::error::BuildError;
+use crate::error::{BuildError, DialError};
+use crate::io::BoxStream;
 
 /// Options most proxy handlers share.
 #[derive(Debug, Clone)]
@@ -53,6 +54,25 @@ impl Common {
             idle_timeout,
             hash_by_host,
         })
+    }
+
+    /// Opens a TCP stream to `target` for a proxy request: a target the service bypass refuses
+    /// is `DialError::Bypassed`, otherwise it is dialled through the router (chain, retries).
+    pub async fn connect(
+        &self,
+        o: &HandlerOpts,
+        ctx: &ConnCtx,
+        client_id: &str,
+        target: &str,
+    ) -> Result<BoxStream, DialError> {
+        if o.bypass.bypass(&o.store, "tcp", target) {
+            return Err(DialError::Bypassed(target.to_string()));
+        }
+        o.router
+            .dial("tcp", target, self.hash_key(ctx, client_id, target))
+            .await?
+            .into_stream()
+            .map_err(|e| DialError::io(target, e))
     }
 
     /// Key for the `hash` selector strategy: client id, target host or client IP.

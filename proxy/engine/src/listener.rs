@@ -109,14 +109,7 @@ pub fn server_tls(o: &ListenerOpts) -> Result<Arc<rustls::ServerConfig>, BuildEr
 
 /// `backlog` (default 128) and the TCP keys every stream listener accepts.
 pub fn backlog(o: &ListenerOpts) -> Result<usize, BuildError> {
-    o.md.mark_known(&[
-        "keepalive",
-        "keepalive.idle",
-        "keepalive.interval",
-        "keepalive.count",
-        "mptcp",
-        "reuseport",
-        "reusePort",
-    ]);
+    o.md.mark_known(crate::md::TCP_KEYS);
+    o.md.mark_known(&["reuseport", "reusePort"]);
     Ok(o.md.int(&["backlog"])?.unwrap_or(128).clamp(1, 65536) as usize)
 }

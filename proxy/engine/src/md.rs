@@ -14,6 +14,16 @@ use serde_json::Value;
 
 use crate::error::BuildError;
 
+/// GOST's TCP socket keys, accepted by every TCP-based listener and dialer (socket options that
+/// gost-proxy leaves to the kernel defaults).
+pub const TCP_KEYS: &[&str] = &[
+    "keepalive",
+    "keepalive.idle",
+    "keepalive.interval",
+    "keepalive.count",
+    "mptcp",
+];
+
 /// A metadata map with typed getters and used-key tracking.
 #[derive(Debug)]
 pub struct Md {

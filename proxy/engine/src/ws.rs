@@ -58,19 +58,15 @@ impl WsOpts {
             .duration(&["handshakeTimeout"])?
             .filter(|d| !d.is_zero())
             .unwrap_or(Duration::from_secs(10));
+        md.mark_known(crate::md::TCP_KEYS);
         md.mark_known(&[
             "readHeaderTimeout",
             "readBufferSize",
             "writeBufferSize",
             "enableCompression",
-            "keepalive",
             "ws.keepalive",
             "ttl",
-            "keepalive.interval",
-            "keepalive.idle",
-            "keepalive.count",
             "tcp.keepalive",
-            "mptcp",
             "backlog",
         ]);
         Ok(WsOpts {

@@ -22,13 +22,7 @@ pub struct TcpDialer;
 
 /// Factory for `tcp`.
 pub fn new(o: &NodeOpts) -> Result<Arc<dyn Dialer>, BuildError> {
-    o.md.mark_known(&[
-        "keepalive",
-        "keepalive.idle",
-        "keepalive.interval",
-        "keepalive.count",
-        "mptcp",
-    ]);
+    o.md.mark_known(crate::md::TCP_KEYS);
     Ok(Arc::new(TcpDialer))
 }
 

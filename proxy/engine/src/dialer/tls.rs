@@ -37,13 +37,7 @@ pub fn client(o: &NodeOpts) -> Result<(ClientTls, Duration), BuildError> {
         o.md.duration(&["handshakeTimeout"])?
             .filter(|d| !d.is_zero())
             .unwrap_or(crate::tls::HANDSHAKE_TIMEOUT);
-    o.md.mark_known(&[
-        "keepalive",
-        "keepalive.idle",
-        "keepalive.interval",
-        "keepalive.count",
-        "mptcp",
-    ]);
+    o.md.mark_known(crate::md::TCP_KEYS);
     let tls = crate::tls::client_config(&format!("{}.tls", o.path), o.tls.as_ref(), &o.node_addr)?;
     Ok((tls, timeout))
 }

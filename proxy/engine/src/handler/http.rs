@@ -265,25 +265,19 @@ impl HttpHandler {
         if udp {
             return self.udp(conn, &ctx, &client_id).await;
         }
-        if self.o.bypass.bypass(&self.o.store, "tcp", &target) {
-            conn.write_all(&self.simple_response(StatusCode::FORBIDDEN, &[]))
-                .await?;
-            return Err(DialError::Bypassed(target).into());
-        }
         let up = match self
-            .o
-            .router
-            .dial(
-                "tcp",
-                &target,
-                self.common.hash_key(&ctx, &client_id, &target),
-            )
+            .common
+            .connect(&self.o, &ctx, &client_id, &target)
             .await
         {
-            Ok(o) => o.into_stream()?,
+            Ok(s) => s,
             Err(e) => {
-                conn.write_all(&self.simple_response(StatusCode::SERVICE_UNAVAILABLE, &[]))
-                    .await?;
+                let status = if matches!(e, DialError::Bypassed(_)) {
+                    StatusCode::FORBIDDEN
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                };
+                conn.write_all(&self.simple_response(status, &[])).await?;
                 return Err(e.into());
             }
         };

@@ -114,24 +114,20 @@ impl Socks4Handler {
                 "SOCKS4 BIND is not supported".into(),
             ));
         }
-        if self.o.bypass.bypass(&self.o.store, "tcp", &target) {
-            conn.write_all(&send(92)).await?;
-            conn.flush().await?;
-            return Err(DialError::Bypassed(target).into());
-        }
         let up = match self
-            .o
-            .router
-            .dial(
-                "tcp",
-                &target,
-                self.common.hash_key(&ctx, &client_id, &target),
-            )
+            .common
+            .connect(&self.o, &ctx, &client_id, &target)
             .await
         {
-            Ok(o) => o.into_stream()?,
+            Ok(s) => s,
             Err(e) => {
-                conn.write_all(&send(91)).await?;
+                // 92: rejected by the bypass; 91: the target could not be reached.
+                let code = if matches!(e, DialError::Bypassed(_)) {
+                    92
+                } else {
+                    91
+                };
+                conn.write_all(&send(code)).await?;
                 conn.flush().await?;
                 return Err(e.into());
             }

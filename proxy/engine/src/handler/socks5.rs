@@ -307,17 +307,8 @@ impl Socks5Handler {
         client_id: &str,
         target: &str,
     ) -> Result<(), HandlerError> {
-        if self.o.bypass.bypass(&self.o.store, "tcp", target) {
-            reply(&mut conn, REP_NOT_ALLOWED, "0.0.0.0:0").await?;
-            return Err(DialError::Bypassed(target.to_string()).into());
-        }
-        let up = match self
-            .o
-            .router
-            .dial("tcp", target, self.common.hash_key(ctx, client_id, target))
-            .await
-        {
-            Ok(o) => o.into_stream()?,
+        let up = match self.common.connect(&self.o, ctx, client_id, target).await {
+            Ok(s) => s,
             Err(e) => {
                 reply(&mut conn, dial_rep(&e), "0.0.0.0:0").await?;
                 return Err(e.into());

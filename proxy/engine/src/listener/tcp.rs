@@ -69,13 +69,7 @@ pub fn bind_tcp(
 fn opts(o: &ListenerOpts) -> Result<(i64, bool), BuildError> {
     let backlog = o.md.int(&["backlog"])?.unwrap_or(1024);
     let reuseport = o.md.bool_or(&["reuseport", "reusePort"], false)?;
-    o.md.mark_known(&[
-        "keepalive",
-        "keepalive.idle",
-        "keepalive.interval",
-        "keepalive.count",
-        "mptcp",
-    ]);
+    o.md.mark_known(crate::md::TCP_KEYS);
     Ok((backlog, reuseport))
 }
 
