@@ -113,7 +113,7 @@ async fn exchange(r: u16, logs: impl Fn() -> String) {
 async fn rudp_through_relay_over_tcp_and_mtls() {
     let echo = udp_echo().await;
     let (p1, p2) = (free_port(), free_port());
-    let (r1, r2) = (free_port_udp(), free_port_udp());
+    let (r1, r2) = (free_port(), free_port());
     let servers = start(vec![
         server(format!("relay://127.0.0.1:{p1}?bind=true"), p1),
         server(format!("relay+mtls://127.0.0.1:{p2}?bind=true"), p2),
@@ -132,7 +132,7 @@ async fn rudp_through_relay_over_tcp_and_mtls() {
 #[tokio::test(flavor = "multi_thread")]
 async fn rudp_through_socks5_udp_tun_bind() {
     let echo = udp_echo().await;
-    let (p, r) = (free_port(), free_port_udp());
+    let (p, r) = (free_port(), free_port());
     let servers = start(vec![server(
         format!("socks5://127.0.0.1:{p}?bind=true&udp=true"),
         p,
@@ -150,7 +150,7 @@ async fn rudp_through_socks5_udp_tun_bind() {
 #[tokio::test(flavor = "multi_thread")]
 async fn rudp_without_chain_binds_locally() {
     let echo = udp_echo().await;
-    let r = free_port_udp();
+    let r = free_port();
     let clients = start(vec![client(r, echo, None)]).await;
     exchange(r, || all_logs(&[&clients])).await;
 }
@@ -158,7 +158,7 @@ async fn rudp_without_chain_binds_locally() {
 #[tokio::test(flavor = "multi_thread")]
 async fn rudp_without_bind_permission_is_refused_and_retried() {
     let echo = udp_echo().await;
-    let (p, q, r1, r2) = (free_port(), free_port(), free_port_udp(), free_port_udp());
+    let (p, q, r1, r2) = (free_port(), free_port(), free_port(), free_port());
     let servers = start(vec![
         server(format!("relay://127.0.0.1:{p}"), p),
         server(format!("socks5://127.0.0.1:{q}?udp=true"), q),
@@ -193,7 +193,7 @@ async fn rudp_without_bind_permission_is_refused_and_retried() {
 #[tokio::test(flavor = "multi_thread")]
 async fn rudp_binds_again_after_the_tunnel_dies() {
     let echo = udp_echo().await;
-    let (p, r) = (free_port(), free_port_udp());
+    let (p, r) = (free_port(), free_port());
     let url = format!("relay://127.0.0.1:{p}?bind=true");
     let first = start(vec![server(url.clone(), p)]).await;
     let clients = start(vec![client(

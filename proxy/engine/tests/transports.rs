@@ -256,7 +256,7 @@ async fn socks5_udp(proxy: u16, echo: std::net::SocketAddr, msg: &[u8]) -> Vec<u
 #[tokio::test(flavor = "multi_thread")]
 async fn udp_through_socks5_and_relay() {
     let echo = udp_echo().await;
-    let (p, p2, q, u) = (free_port(), free_port(), free_port(), free_port_udp());
+    let (p, p2, q, u) = (free_port(), free_port(), free_port(), free_port());
     let _servers = start(vec![
         // A UDP association forwarded into a relay chain is BIND|UDP: needs bind=true.
         (

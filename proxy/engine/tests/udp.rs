@@ -23,7 +23,7 @@ async fn roundtrip(sock: &UdpSocket, to: &str, msg: &[u8]) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread")]
 async fn udp_forwarding_with_and_without_keepalive() {
     let echo = udp_echo().await;
-    let (p1, p2) = (free_port_udp(), free_port_udp());
+    let (p1, p2) = (free_port(), free_port());
     let l1 = format!("udp://127.0.0.1:{p1}/{echo}");
     let l2 = format!("udp://127.0.0.1:{p2}/{echo}?keepalive=true&ttl=5s");
     let hp = free_port();

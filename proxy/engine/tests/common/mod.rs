@@ -38,11 +38,6 @@ pub fn free_port() -> u16 {
     panic!("no free port in {PORT_BASE}..{}", PORT_BASE + PORT_SPAN)
 }
 
-/// A free loopback port usable for both TCP and UDP (same as [`free_port`]).
-pub fn free_port_udp() -> u16 {
-    free_port()
-}
-
 /// A minimal HTTP/1.1 origin on 127.0.0.1: answers every request with [`ORIGIN_BODY`]
 /// (or `/slow`: streams 1 MiB slowly; `/big`: 4 MiB at once).
 pub async fn origin() -> SocketAddr {
