@@ -8,8 +8,10 @@
 # cluster; KUBEGOST_TEST_NO_CLUSTER=1 runs without one (cluster tests then say SKIPPED).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=testenv/lib.sh
+. scripts/testenv/lib.sh # ERR trap: a failing step prints its line, command and step name
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
-step() { printf '\n==> %s\n' "$*" >&2; }
+step() { KG_STEP=$*; printf '\n==> %s\n' "$*" >&2; }
 
 step "dependencies (Debian packages, Go-built Kubernetes tools; cached)"
 scripts/testenv/install-deps.sh
@@ -32,6 +34,8 @@ if [[ ${KUBEGOST_TEST_NO_CLUSTER:-0} == 1 ]]; then
 fi
 step "test images (pause, http-origin, gost-proxy; no registry)"
 scripts/testenv/images.sh
+step "leak check works on a machine with no iptables rules (fresh network namespace)"
+scripts/testenv/check-leakcheck.sh
 step "test cluster up/down leak check"
 scripts/testenv/selftest.sh --level "${KUBEGOST_TEST_LEVEL:-2}"
 step "cargo test inside a level-${KUBEGOST_TEST_LEVEL:-2} test cluster"

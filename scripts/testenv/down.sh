@@ -167,14 +167,17 @@ if is_root; then
     iptables -w -t nat -F KGTEST-PREROUTING 2>/dev/null && iptables -w -t nat -X KGTEST-PREROUTING
     while iptables -w -D FORWARD -j KGTEST-FORWARD 2>/dev/null; do :; done
     iptables -w -F KGTEST-FORWARD 2>/dev/null && iptables -w -X KGTEST-FORWARD
-    # chains the kubelet may create (KUBE-*) if they did not exist before up.sh
+    # chains the kubelet may create (KUBE-*, IPv4 and IPv6) if they did not exist before up.sh
     if [[ -f $STATE/iptables.before ]]; then
-      for t in filter nat mangle; do
-        for c in $(iptables -w -t "$t" -S 2>/dev/null | awk '$1=="-N" && $2 ~ /^KUBE-/ {print $2}'); do
-          grep -qx "$t $c" "$STATE/iptables.before" && continue
-          iptables -w -t "$t" -S | awk -v c="$c" '$1=="-A" && $0 ~ ("-j " c "( |$)") {sub("^-A","-D"); print}' |
-            while read -r rule; do eval "iptables -w -t $t $rule"; done
-          iptables -w -t "$t" -F "$c" 2>/dev/null; iptables -w -t "$t" -X "$c" 2>/dev/null
+      for ipt in iptables ip6tables; do
+        command -v "$ipt" >/dev/null || continue
+        for t in filter nat mangle; do
+          for c in $("$ipt" -w -t "$t" -S 2>/dev/null | awk '$1=="-N" && $2 ~ /^KUBE-/ {print $2}'); do
+            grep -qx "$ipt $t $c" "$STATE/iptables.before" && continue
+            "$ipt" -w -t "$t" -S | awk -v c="$c" '$1=="-A" && $0 ~ ("-j " c "( |$)") {sub("^-A","-D"); print}' |
+              while read -r rule; do eval "$ipt -w -t $t $rule"; done
+            "$ipt" -w -t "$t" -F "$c" 2>/dev/null; "$ipt" -w -t "$t" -X "$c" 2>/dev/null
+          done
         done
       done
     fi

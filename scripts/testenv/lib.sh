@@ -10,6 +10,21 @@ STATE=${KUBEGOST_TESTENV_DIR:-/tmp/kubegost-testenv-$(id -u)}
 log() { printf '[testenv %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf '[testenv] ERROR: %s\n' "$*" >&2; exit 1; }
 
+# Every script that sources this file says which step failed: under `set -e`, a failing
+# command prints its script, line, function and the command itself before the script exits
+# (errtrace: also inside functions, subshells and command substitutions). Scripts without
+# `set -e` (down.sh, run.sh) handle failures themselves and print nothing here.
+# KG_STEP, when set by the script, names the step in progress.
+kg_on_err() {
+  local rc=$1 line=$2 cmd=$3
+  [[ $- == *e* ]] || return 0
+  printf '[%s] FAILED (exit %s) at %s:%s%s: %s%s\n' "$(basename "${BASH_SOURCE[1]:-$0}")" "$rc" \
+    "${BASH_SOURCE[1]:-$0}" "$line" "${FUNCNAME[1]:+ in ${FUNCNAME[1]}()}" "$cmd" \
+    "${KG_STEP:+ (step: $KG_STEP)}" >&2
+}
+set -o errtrace
+trap 'kg_on_err $? "$LINENO" "$BASH_COMMAND"' ERR
+
 # Short hash of the given files: part of every cache key, so editing a build
 # script invalidates what it built.
 script_hash() { cat "$@" | sha256sum | cut -c1-10; }
@@ -84,4 +99,27 @@ wait_for() {
     fi
     sleep 0.5
   done
+}
+
+# iptables_state: the machine's iptables and ip6tables rules as stable lines
+# "FAMILY TABLE RULE", for leak checks. Only state someone added counts: rules
+# (-A), user-defined chains, and built-in chains whose policy is not ACCEPT.
+# The empty tables and built-in chains that the first use of iptables loads
+# (`*filter`, `:INPUT ACCEPT`, `COMMIT`) are not state, and a machine with no
+# rules at all (a fresh one) prints nothing and succeeds.
+iptables_state() {
+  local fam save
+  for fam in ip4 ip6; do
+    save=iptables-save; [[ $fam == ip6 ]] && save=ip6tables-save
+    command -v "$save" >/dev/null || continue
+    { "$save" 2>/dev/null || true; } | awk -v fam="$fam" '
+      /^\*/ { table = substr($0, 2); next }
+      /^:/ {
+        name = substr($1, 2); policy = $2
+        if (policy == "-") print fam, table, "chain", name
+        else if (policy != "ACCEPT") print fam, table, "policy", name, policy
+        next
+      }
+      /^-A / { print fam, table, $0 }'
+  done | sort
 }

@@ -2,6 +2,7 @@
 # pki.sh DIR: create the test cluster's CA, serving/client certificates and
 # service-account keys in DIR (openssl, EC P-256 keys, PKCS#8 PEM).
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 D=${1:?usage: pki.sh DIR}
 mkdir -p "$D"; cd "$D"
 umask 077

@@ -36,7 +36,7 @@ snapshot() { # DIR
   ip -o addr show | awk '{print $2, $4}' | sort >"$1/addrs"
   ip route show table all | sort >"$1/routes"
   ip netns list 2>/dev/null | sort >"$1/netns"
-  { iptables-save 2>/dev/null || true; } | grep -vE '^#|^:' | sed 's/\[[0-9:]*\]//' | sort >"$1/iptables"
+  iptables_state >"$1/iptables"
   find /sys/fs/cgroup -maxdepth 2 -type d -name 'kubepods*' 2>/dev/null | sort >"$1/cgroups" || true
   # files the components may write outside our own dirs
   find /var/lib/cni /var/lib/kubelet /var/log/pods /var/log/containers /run/containerd \

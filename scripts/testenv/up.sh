@@ -151,8 +151,11 @@ IMAGE_ENV=()
 if [[ $LEVEL == 2 ]]; then
   # ---- network: DNAT for the kubernetes Service IP, no forwarding out of the bridge
   # (chains existing now are never removed by down.sh)
-  for t in filter nat mangle; do
-    iptables -w -t "$t" -S | awk -v t="$t" '$1=="-N" {print t, $2}'
+  for ipt in iptables ip6tables; do
+    command -v "$ipt" >/dev/null || continue
+    for t in filter nat mangle; do
+      { "$ipt" -w -t "$t" -S 2>/dev/null || true; } | awk -v i="$ipt" -v t="$t" '$1=="-N" {print i, t, $2}'
+    done
   done >"$STATE/iptables.before"
   iptables -w -t nat -N KGTEST-PREROUTING
   iptables -w -t nat -A KGTEST-PREROUTING -i "$BRIDGE" -d 10.96.0.1/32 -p tcp --dport 443 \

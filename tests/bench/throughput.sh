@@ -7,6 +7,7 @@
 # Usage: tests/bench/throughput.sh [seconds per run, default 5] [repeats, default 3]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. scripts/testenv/lib.sh # ERR trap: names the failing line
 secs=${1:-5}
 reps=${2:-3}
 command -v iperf3 >/dev/null || apt-get install -y -qq iperf3 </dev/null >/dev/null
