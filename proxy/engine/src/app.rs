@@ -191,27 +191,36 @@ struct Health {
 }
 
 impl Health {
-    async fn response(&self, method: &hyper::Method, path: &str) -> (u16, &'static str) {
+    async fn response(&self, method: &hyper::Method, path: &str) -> (u16, String) {
         use std::sync::atomic::Ordering;
+        let text = |code: u16, s: &str| (code, s.to_string());
         match (method.as_str(), path) {
-            (_, "/live" | "/healthz") => (200, "ok\n"),
+            (_, "/live" | "/healthz") => text(200, "ok\n"),
             ("GET", "/listening") => match self.engine.ready().await {
-                true => (200, "listening\n"),
-                false => (503, "not listening\n"),
+                true => text(200, "listening\n"),
+                false => text(503, "not listening\n"),
             },
             ("POST", "/post-up-done") => {
                 self.post_up_done.store(true, Ordering::Relaxed);
-                (200, "ok\n")
+                text(200, "ok\n")
             }
             (_, "/ready" | "/readyz") => {
                 let hooks_done = !self.external_hooks || self.post_up_done.load(Ordering::Relaxed);
-                if hooks_done && self.engine.ready().await {
-                    (200, "ready\n")
+                // a service that fails closed listens (and refuses), but is not ready
+                let failed = self.engine.failed_closed().await;
+                if !failed.is_empty() {
+                    let mut body = String::from("not ready: services fail closed\n");
+                    for (name, why) in failed {
+                        body.push_str(&format!("service {name}: {why}\n"));
+                    }
+                    (503, body)
+                } else if hooks_done && self.engine.ready().await {
+                    text(200, "ready\n")
                 } else {
-                    (503, "not ready\n")
+                    text(503, "not ready\n")
                 }
             }
-            _ => (404, "not found\n"),
+            _ => text(404, "not found\n"),
         }
     }
 }
@@ -238,7 +247,7 @@ async fn serve_health(addr: String, health: Health) -> anyhow::Result<()> {
                             let (code, body) =
                                 health.response(req.method(), req.uri().path()).await;
                             let mut r = hyper::Response::new(http_body_util::Full::new(
-                                bytes::Bytes::from_static(body.as_bytes()),
+                                bytes::Bytes::from(body),
                             ));
                             *r.status_mut() =
                                 hyper::StatusCode::from_u16(code).unwrap_or(hyper::StatusCode::OK);

@@ -362,11 +362,14 @@ pub struct ServicePlan {
     /// Hooks.
     pub hooks: Hooks,
     store: Arc<Store>,
+    /// Why the service fails closed, when it does.
+    pub fail_closed: Option<String>,
 }
 
 /// Service metadata keys the engine itself reads.
 const SERVICE_KEYS: &[&str] = &[
     "ignoreChain",
+    crate::fail_closed::KEY,
     "preUp",
     "postUp",
     "preDown",
@@ -403,6 +406,9 @@ pub fn service(
             format!("{path}.addr"),
             "listen address is required (host:port, e.g. :8080)",
         ));
+    }
+    if let Some(reason) = fail_closed_reason(c)? {
+        return fail_closed(kinds, c, &reason, store, opts);
     }
     for (what, v) in [
         ("limiter", &c.limiter),
@@ -579,6 +585,95 @@ pub fn service(
         admission: AdmissionRef(names(&c.admission, &c.admissions)),
         hooks,
         store: Arc::clone(store),
+        fail_closed: None,
+    })
+}
+
+/// The `failClosed` reason of a service, when it has one.
+fn fail_closed_reason(c: &ServiceConfig) -> Result<Option<String>, BuildError> {
+    let smd = Md::new(format!("services[{}].metadata", c.name), &c.metadata);
+    match smd.string(&[crate::fail_closed::KEY])? {
+        Some(r) if r.trim().is_empty() => Err(BuildError::new(
+            format!("services[{}].metadata.{}", c.name, crate::fail_closed::KEY),
+            "must be a non-empty reason (or leave the key out)",
+        )),
+        r => Ok(r),
+    }
+}
+
+/// A service that fails closed (see [`crate::fail_closed`]): binds a plain socket of its
+/// network and refuses everything; handler, listener, chain and TLS settings are not built.
+fn fail_closed(
+    kinds: &Kinds,
+    c: &ServiceConfig,
+    reason: &str,
+    store: &Arc<Store>,
+    opts: &BuildOpts,
+) -> Result<ServicePlan, BuildError> {
+    use crate::fail_closed::{bind_for, Bind, Parked, Refuse};
+    let path = format!("services[{}]", c.name);
+    if crate::addr::parse_listen_addr(&c.addr).is_none() {
+        return Err(BuildError::new(
+            format!("{path}.addr"),
+            format!(
+                "invalid listen address {:?} (expected host:port, e.g. 127.0.0.1:8080 or :8080)",
+                c.addr
+            ),
+        ));
+    }
+    let smd = Md::new(format!("{path}.metadata"), &c.metadata);
+    smd.mark_known(SERVICE_KEYS);
+    let hooks = Hooks::from_metadata(&smd)?;
+    let hooks = if opts.external_hooks {
+        hooks.post_down_only()
+    } else {
+        hooks
+    };
+    let ltype = c
+        .listener
+        .as_ref()
+        .map(|l| l.kind.as_str())
+        .unwrap_or_default();
+    fn parked(_: &ListenerOpts) -> Result<Arc<dyn crate::component::Listener>, BuildError> {
+        Ok(Arc::new(Parked))
+    }
+    let listen: ListenerFactory = match bind_for(ltype) {
+        Bind::Nothing => parked,
+        b => {
+            let name = if b == Bind::Udp { "udp" } else { "tcp" };
+            kinds.listeners.get(name).map(|f| f.1).ok_or_else(|| {
+                BuildError::new(
+                    format!("{path}.listener.type"),
+                    format!("no {name} listener registered"),
+                )
+            })?
+        }
+    };
+    let router = Arc::new(Router {
+        store: Arc::clone(store),
+        chain: None,
+        hosts: None,
+        resolver: None,
+        retries: 0,
+        timeout: DEFAULT_DIAL_TIMEOUT,
+    });
+    tracing::warn!(service = %c.name, addr = %c.addr, reason = %reason, "service fails closed: every connection is refused");
+    Ok(ServicePlan {
+        name: c.name.clone(),
+        raw: c.clone(),
+        listen,
+        listener_opts: ListenerOpts {
+            path: format!("{path}.listener"),
+            addr: c.addr.clone(),
+            md: Arc::new(Md::empty(format!("{path}.listener.metadata"))),
+            tls: None,
+            router,
+        },
+        handler: Refuse::new(reason),
+        admission: AdmissionRef(Vec::new()),
+        hooks,
+        store: Arc::clone(store),
+        fail_closed: Some(reason.to_string()),
     })
 }
 
@@ -603,6 +698,7 @@ impl ServicePlan {
             self.store,
             self.hooks,
             Arc::clone(metrics),
+            self.fail_closed,
         ))
     }
 }
@@ -764,6 +860,10 @@ pub fn named(kinds: &Kinds, cfg: &Config, opts: &BuildOpts) -> Result<Built, Bui
     for s in &cfg.services {
         let p = format!("services[{}]", s.name);
         let md = Md::new("", &s.metadata);
+        if md.contains(&[crate::fail_closed::KEY]) {
+            // nothing of a fail-closed service is built: what it names may not exist
+            continue;
+        }
         let ignore = md.bool_or(&["ignoreChain"], false).unwrap_or(false);
         if let Some(h) = &s.handler {
             if let Some(c) = h.chain.as_ref().filter(|c| !c.is_empty()) {

@@ -15,7 +15,7 @@ use crate::error::BuildError;
 pub fn credentials(o: &NodeOpts) -> Result<Option<(String, String)>, BuildError> {
     let Some(a) = &o.auth else { return Ok(None) };
     if let Some(f) = &a.file {
-        let text = std::fs::read_to_string(f).map_err(|e| {
+        let text = crate::files::read_to_string(f).map_err(|e| {
             BuildError::new(
                 format!("{}.auth.file", o.path),
                 format!("cannot read {f:?}: {e}"),

@@ -124,6 +124,16 @@ impl Engine {
         self.check(cfg).map(|_| ())
     }
 
+    /// Validates a config whose files (TLS material, `auth.file`, …) are given in memory, by
+    /// path: nothing is read from disk, and a path not in `files` does not exist.
+    pub fn validate_with_files(
+        &self,
+        cfg: &Config,
+        files: std::collections::BTreeMap<std::path::PathBuf, Vec<u8>>,
+    ) -> Result<(), BuildErrors> {
+        crate::files::with_files(files, || self.validate(cfg))
+    }
+
     /// Builds every named object and validates every service against a scratch store that
     /// holds the new objects; returns the objects to install.
     fn check(&self, cfg: &Config) -> Result<Built, BuildErrors> {
@@ -256,6 +266,20 @@ impl Engine {
             .await
             .values()
             .all(|r| r.svc.is_ready())
+    }
+
+    /// Services that fail closed (`failClosed` metadata), with their reasons.
+    pub async fn failed_closed(&self) -> Vec<(String, String)> {
+        self.services
+            .lock()
+            .await
+            .values()
+            .filter_map(|r| {
+                r.svc
+                    .fail_closed()
+                    .map(|why| (r.svc.name.clone(), why.to_string()))
+            })
+            .collect()
     }
 
     /// Graceful shutdown: `preDown` for all, listeners closed at once, connections drain until

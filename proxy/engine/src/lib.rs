@@ -24,6 +24,8 @@ pub mod connector;
 pub mod dialer;
 pub mod engine;
 pub mod error;
+pub mod fail_closed;
+pub mod files;
 pub mod handler;
 pub mod hooks;
 pub mod io;

@@ -24,7 +24,7 @@ fn unsupported_source(
 }
 
 fn read_lines(path: &str, file: &str) -> Result<Vec<String>, BuildError> {
-    std::fs::read_to_string(file)
+    crate::files::read_to_string(file)
         .map(|t| t.lines().map(str::to_string).collect())
         .map_err(|e| {
             BuildError::new(

@@ -99,6 +99,7 @@ pub struct Service {
     errors: AtomicU64,
     input: Arc<AtomicU64>,
     output: Arc<AtomicU64>,
+    fail_closed: Option<String>,
 }
 
 impl Service {
@@ -112,6 +113,7 @@ impl Service {
         store: Arc<Store>,
         hooks: Hooks,
         metrics: Arc<Metrics>,
+        fail_closed: Option<String>,
     ) -> Arc<Service> {
         let local = listener.local_addr();
         let (served, _) = tokio::sync::watch::channel(false);
@@ -138,6 +140,7 @@ impl Service {
             errors: AtomicU64::new(0),
             input: Arc::new(AtomicU64::new(0)),
             output: Arc::new(AtomicU64::new(0)),
+            fail_closed,
         })
     }
 
@@ -155,6 +158,11 @@ impl Service {
     pub async fn wait_ready(&self) {
         let mut rx = self.served.subscribe();
         let _ = rx.wait_for(|v| *v).await;
+    }
+
+    /// Why this service refuses every connection (config metadata `failClosed`), if it does.
+    pub fn fail_closed(&self) -> Option<&str> {
+        self.fail_closed.as_deref()
     }
 
     /// The hooks of this service.

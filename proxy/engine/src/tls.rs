@@ -133,8 +133,10 @@ fn alpn(c: Option<&TlsConfig>) -> Vec<Vec<u8>> {
 }
 
 fn load_certs(path: &str, file: &str) -> Result<Vec<CertificateDer<'static>>, BuildError> {
-    let certs: Result<Vec<_>, _> = CertificateDer::pem_file_iter(file)
-        .map_err(|e| BuildError::new(path, format!("cannot read {file:?}: {e}")))?
+    let pem = crate::files::read(file)
+        .map_err(|e| BuildError::new(path, format!("cannot read {file:?}: {e}")))?;
+    let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&pem)
+        .map(|c| c.map(|c| c.into_owned()))
         .collect();
     let certs = certs.map_err(|e| BuildError::new(path, format!("bad PEM in {file:?}: {e}")))?;
     if certs.is_empty() {
@@ -147,12 +149,18 @@ fn load_certs(path: &str, file: &str) -> Result<Vec<CertificateDer<'static>>, Bu
 }
 
 fn load_key(path: &str, file: &str) -> Result<PrivateKeyDer<'static>, BuildError> {
-    PrivateKeyDer::from_pem_file(file).map_err(|e| {
-        BuildError::new(
-            path,
-            format!("cannot load a PEM private key (PKCS#8, PKCS#1 or SEC1) from {file:?}: {e}"),
-        )
-    })
+    let pem = crate::files::read(file)
+        .map_err(|e| BuildError::new(path, format!("cannot read {file:?}: {e}")))?;
+    PrivateKeyDer::from_pem_slice(&pem)
+        .map(|k| k.clone_key())
+        .map_err(|e| {
+            BuildError::new(
+                path,
+                format!(
+                    "cannot load a PEM private key (PKCS#8, PKCS#1 or SEC1) from {file:?}: {e}"
+                ),
+            )
+        })
 }
 
 fn roots(path: &str, file: &str) -> Result<RootCertStore, BuildError> {
@@ -297,7 +305,7 @@ impl GlobalTls {
             dir.join("key.pem"),
             dir.join("ca.pem"),
         );
-        if !cert.is_file() || !key.is_file() {
+        if !crate::files::is_file(&cert) || !crate::files::is_file(&key) {
             return None;
         }
         let (cert_s, key_s) = (cert.display().to_string(), key.display().to_string());
@@ -319,7 +327,7 @@ impl GlobalTls {
                 return None;
             }
         };
-        let client_ca = if ca.is_file() {
+        let client_ca = if crate::files::is_file(&ca) {
             match roots("tls", &ca.display().to_string()) {
                 Ok(r) => Some(Arc::new(r)),
                 Err(e) => {
