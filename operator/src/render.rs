@@ -6,12 +6,20 @@
 //! - `handler.chain` / `listener.chain` name a GostChain explicitly and win over `spec.chain`;
 //!   `ignoreChain` wins over both. `spec.chain` goes to the handler, or to the listener for the
 //!   reverse listeners (`rtcp`, `rudp`, `runix`), as GOST's `-F` does.
-//! - Chains are rendered under a name scoped by the GostService (`<gostservice>/<chain>`), so
-//!   several GostServices merged into one engine never collide.
+//! - Chains are rendered under a name scoped by the GostService, `<gostservice>_<chain>`
+//!   ([`chain_name`]), so several GostServices merged into one engine never collide. `_` never
+//!   occurs in a Kubernetes object name, so the name splits back unambiguously, and it needs no
+//!   escaping in the engine's Web API paths (`GET /config/chains/web-egress_corp-egress`).
 //! - Hooks become service metadata `preUp`, `postUp`, `preDown`, `postDown` and `hookTimeout`.
 //! - Credentials are copied from Secrets; TLS material becomes files next to the config.
 //! - A missing chain, Secret or key is a [`RenderError`] naming the field, and the service is
-//!   left out of the config (fail closed: nothing listens), never rendered with a direct route.
+//!   rendered as a fail-closed placeholder (name, address, listener network and service
+//!   metadata `failClosed: <reason>`): the sidecar binds the address and refuses every
+//!   connection with the logged reason, and `/ready` names it. It is never rendered with a
+//!   direct route.
+//! - [`render_checked`] also runs the engine's own validation (strict, in memory, TLS files
+//!   included) and turns what it rejects into errors naming the CRD field, with the offending
+//!   services failed closed the same way, so what it returns always loads in the sidecar.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -190,9 +198,9 @@ pub fn config_secret_name(gostservice: &str) -> String {
     format!("kubegost-{gostservice}")
 }
 
-/// The engine-side name of a GostChain used by a GostService.
+/// The engine-side name of a GostChain used by a GostService: `<gostservice>_<chain>`.
 pub fn chain_name(gostservice: &str, chain: &str) -> String {
-    format!("{gostservice}/{chain}")
+    format!("{gostservice}_{chain}")
 }
 
 /// A stable hash of the config Secret data (hex SHA-256, first 16 bytes).
@@ -212,14 +220,197 @@ pub fn config_hash(data: &BTreeMap<String, String>) -> String {
 }
 
 /// Validates a rendered config the way the sidecar will load it (strict: unknown metadata keys
-/// are errors). TLS files must exist at their paths, so callers that render TLS write
-/// [`Rendered::files`] to `config_dir` first.
-pub fn validate(cfg: &Config) -> Result<(), gost_engine::error::BuildErrors> {
+/// are errors), in memory: the TLS files of [`Rendered::files`] are given to the engine at their
+/// paths under `settings.config_dir`, and nothing is read from disk.
+pub fn validate(
+    r: &Rendered,
+    settings: &RenderSettings,
+) -> Result<(), gost_engine::error::BuildErrors> {
+    let dir = std::path::Path::new(&settings.config_dir);
+    let files = r
+        .files
+        .iter()
+        .map(|(k, v)| (dir.join(k), v.clone().into_bytes()))
+        .collect();
     gost_engine::Engine::new(gost_engine::EngineOpts {
         strict: true,
         ..Default::default()
     })
-    .validate(cfg)
+    .validate_with_files(&r.config, files)
+}
+
+/// The fail-closed placeholder of a service that cannot be rendered: same name, address and
+/// listener network, no handler settings, no chain, no hooks, and the reason.
+fn fail_closed_service(s: &ServiceSpec, reason: &str) -> ServiceConfig {
+    let mut metadata = Metadata::new();
+    metadata.insert(
+        gost_engine::fail_closed::KEY.into(),
+        reason.to_string().into(),
+    );
+    ServiceConfig {
+        name: s.name.clone(),
+        addr: s.addr.clone(),
+        handler: Some(HandlerConfig {
+            kind: s
+                .handler
+                .as_ref()
+                .map(|h| h.kind.clone())
+                .unwrap_or_default(),
+            ..Default::default()
+        }),
+        listener: Some(ListenerConfig {
+            kind: s
+                .listener
+                .as_ref()
+                .map(|l| l.kind.clone())
+                .unwrap_or_default(),
+            ..Default::default()
+        }),
+        metadata,
+        ..Default::default()
+    }
+}
+
+/// "reason; reason" for a placeholder.
+fn reasons(errs: &[RenderError]) -> String {
+    errs.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The CRD field an engine error path names: `services[web].handler.type` →
+/// `spec.services[web].handler.type`; `chains[<gostservice>_<chain>].hops[h]…` →
+/// `GostChain <chain>: spec.hops[h]…`.
+pub fn crd_field(gostservice: &str, engine_path: &str) -> String {
+    if let Some(rest) = engine_path.strip_prefix("services[") {
+        return format!("spec.services[{rest}");
+    }
+    if let Some(rest) = engine_path.strip_prefix("chains[") {
+        let prefix = format!("{gostservice}_");
+        if let Some((name, tail)) = rest.split_once(']') {
+            if let Some(chain) = name.strip_prefix(&prefix) {
+                return format!("GostChain {chain}: spec{tail}");
+            }
+        }
+    }
+    engine_path.to_string()
+}
+
+/// The service an engine error path belongs to (`services[web]…` → `web`).
+fn engine_service(engine_path: &str) -> Option<&str> {
+    engine_path
+        .strip_prefix("services[")
+        .and_then(|r| r.split_once(']'))
+        .map(|(n, _)| n)
+}
+
+/// The GostChain an engine error path belongs to (`chains[<gsvc>_<chain>]…` → `<chain>`).
+fn engine_chain<'a>(gostservice: &str, engine_path: &'a str) -> Option<&'a str> {
+    let rest = engine_path.strip_prefix("chains[")?;
+    let (name, _) = rest.split_once(']')?;
+    name.strip_prefix(gostservice)?.strip_prefix('_')
+}
+
+/// [`render`], then the engine's strict validation in memory: services the engine rejects (or
+/// whose chain it rejects) become fail-closed placeholders and their errors are added as
+/// [`RenderError::Invalid`] naming the CRD field. The returned config always validates; when
+/// nothing in it can be made to validate, every service is a placeholder.
+pub fn render_checked(
+    svc: &GostService,
+    chains: &[GostChain],
+    secrets: &[Secret],
+    settings: &RenderSettings,
+) -> Rendered {
+    let mut r = render(svc, chains, secrets, settings);
+    let gname = svc.name_any();
+    // two rounds: the second only sees errors the first round's placeholders could not remove
+    for _ in 0..2 {
+        let errs = match validate(&r, settings) {
+            Ok(()) => return r,
+            Err(e) => e.0,
+        };
+        let mut by_service: BTreeMap<String, Vec<RenderError>> = BTreeMap::new();
+        for e in &errs {
+            let err = RenderError::Invalid {
+                field: crd_field(&gname, &e.path),
+                reason: e.msg.clone(),
+            };
+            let owners: Vec<String> = if let Some(s) = engine_service(&e.path) {
+                vec![s.to_string()]
+            } else if let Some(c) = engine_chain(&gname, &e.path) {
+                let engine_name = chain_name(&gname, c);
+                r.config
+                    .services
+                    .iter()
+                    .filter(|s| {
+                        s.handler.as_ref().and_then(|h| h.chain.as_deref()) == Some(&engine_name)
+                            || s.listener.as_ref().and_then(|l| l.chain.as_deref())
+                                == Some(&engine_name)
+                    })
+                    .map(|s| s.name.clone())
+                    .collect()
+            } else {
+                r.config.services.iter().map(|s| s.name.clone()).collect()
+            };
+            for o in owners {
+                by_service.entry(o).or_default().push(err.clone());
+            }
+            if !r.errors.contains(&err) {
+                r.errors.push(err);
+            }
+        }
+        if by_service.is_empty() {
+            // errors no service owns (not produced by this renderer): fail everything
+            for s in &r.config.services {
+                by_service.entry(s.name.clone()).or_default();
+            }
+        }
+        for s in &svc.spec.services {
+            let Some(errs) = by_service.get(&s.name) else {
+                continue;
+            };
+            if let Some(slot) = r.config.services.iter_mut().find(|c| c.name == s.name) {
+                let reason = if errs.is_empty() {
+                    "the engine rejects this configuration".to_string()
+                } else {
+                    reasons(errs)
+                };
+                *slot = fail_closed_service(s, &reason);
+            }
+            if !r.failed_services.contains(&s.name) {
+                r.failed_services.push(s.name.clone());
+            }
+        }
+        // chains no service uses any more go, with their files
+        let used: BTreeSet<String> = r
+            .config
+            .services
+            .iter()
+            .flat_map(|s| {
+                [
+                    s.handler.as_ref().and_then(|h| h.chain.clone()),
+                    s.listener.as_ref().and_then(|l| l.chain.clone()),
+                ]
+            })
+            .flatten()
+            .collect();
+        r.config.chains.retain(|c| used.contains(&c.name));
+    }
+    // still invalid: every service fails closed
+    let reason = reasons(&r.errors);
+    r.config = Config {
+        services: svc
+            .spec
+            .services
+            .iter()
+            .map(|s| fail_closed_service(s, &reason))
+            .collect(),
+        ..Config::default()
+    };
+    r.files.clear();
+    r.failed_services = svc.spec.services.iter().map(|s| s.name.clone()).collect();
+    r
 }
 
 /// GostChains a GostService references (`spec.chain`, `handler.chain`, `listener.chain`),
@@ -276,6 +467,10 @@ pub fn render(
             }
             Err(errs) => {
                 r.out.failed_services.push(s.name.clone());
+                r.out
+                    .config
+                    .services
+                    .push(fail_closed_service(s, &reasons(&errs)));
                 for e in errs {
                     if !r.out.errors.contains(&e) {
                         r.out.errors.push(e);

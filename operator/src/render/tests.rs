@@ -103,7 +103,8 @@ fn svc<'a>(r: &'a Rendered, name: &str) -> Option<&'a gost_config::ServiceConfig
 fn render_ok(g: &GostService, chains: &[GostChain], secrets: &[Secret]) -> Rendered {
     let r = render(g, chains, secrets, &RenderSettings::default());
     assert!(r.errors.is_empty(), "{:?}", r.errors);
-    validate(&r.config).unwrap_or_else(|e| panic!("engine rejects the render: {e}"));
+    validate(&r, &RenderSettings::default())
+        .unwrap_or_else(|e| panic!("engine rejects the render: {e}"));
     r
 }
 
@@ -111,9 +112,9 @@ fn render_ok(g: &GostService, chains: &[GostChain], secrets: &[Secret]) -> Rende
 fn spec_chain_is_the_default_chain_scoped_by_gostservice() {
     let r = render_ok(&web_egress(), &[corp_chain()], &[corp_creds()]);
     let h = svc(&r, "http-proxy").unwrap().handler.as_ref().unwrap();
-    assert_eq!(h.chain.as_deref(), Some("web-egress/corp-egress"));
+    assert_eq!(h.chain.as_deref(), Some("web-egress_corp-egress"));
     assert_eq!(r.config.chains.len(), 1);
-    assert_eq!(r.config.chains[0].name, "web-egress/corp-egress");
+    assert_eq!(r.config.chains[0].name, "web-egress_corp-egress");
     assert_eq!(r.chains, BTreeSet::from(["corp-egress".to_string()]));
     assert_eq!(r.secrets, BTreeSet::from(["corp-proxy-creds".to_string()]));
 }
@@ -186,10 +187,10 @@ spec: {hops: [{name: h, nodes: [{name: n, addr: "10.1.1.1:1080", connector: {typ
     );
     let r = render_ok(&g, &[corp_chain(), gw], &[corp_creds()]);
     let h = svc(&r, "http-proxy").unwrap().handler.as_ref().unwrap();
-    assert_eq!(h.chain.as_deref(), Some("web-egress/direct-gw"));
+    assert_eq!(h.chain.as_deref(), Some("web-egress_direct-gw"));
     // corp-egress is used by no rendered service any more
     let names: Vec<_> = r.config.chains.iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(names, ["web-egress/direct-gw"]);
+    assert_eq!(names, ["web-egress_direct-gw"]);
 }
 
 #[test]
@@ -219,7 +220,7 @@ spec:
     assert_eq!(s.handler.as_ref().unwrap().chain, None);
     assert_eq!(
         s.listener.as_ref().unwrap().chain.as_deref(),
-        Some("rev/corp-egress")
+        Some("rev_corp-egress")
     );
 }
 
@@ -289,12 +290,22 @@ fn missing_chain_fails_the_services_closed_and_names_the_field() {
     );
     assert_eq!(r.errors[0].reason(), "ChainNotFound");
     assert!(r.errors[0].is_unresolved_ref());
-    // the chained service is left out (nothing listens), never rendered as a direct route
+    // the chained service fails closed (listens, refuses with the reason), never direct
     assert_eq!(r.failed_services, ["http-proxy"]);
-    assert!(svc(&r, "http-proxy").is_none());
+    let placeholder = svc(&r, "http-proxy").unwrap();
+    assert_eq!(
+        placeholder.metadata["failClosed"],
+        "spec.chain: GostChain \"corp-egress\" not found"
+    );
+    assert_eq!(placeholder.addr, web_egress().spec.services[0].addr);
+    assert!(placeholder.handler.as_ref().unwrap().chain.is_none());
+    assert!(r.config.chains.is_empty());
     // the service that ignores chains still runs
-    assert!(svc(&r, "metrics-forward").is_some());
-    validate(&r.config).unwrap();
+    assert!(!svc(&r, "metrics-forward")
+        .unwrap()
+        .metadata
+        .contains_key("failClosed"));
+    validate(&r, &RenderSettings::default()).unwrap();
 }
 
 #[test]
@@ -335,7 +346,16 @@ spec:
         "GostChain corp-egress: spec.hops[hop-0].nodes[corp-proxy].connector.auth.secretRef.name"
     );
     assert!(r.config.chains.is_empty());
-    assert_eq!(r.config.services.len(), 1);
+    // a and b are fail-closed placeholders; c runs
+    let closed: Vec<_> = r
+        .config
+        .services
+        .iter()
+        .filter(|s| s.metadata.contains_key("failClosed"))
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(closed, ["a", "b"]);
+    assert_eq!(r.config.services.len(), 3);
 }
 
 #[test]
@@ -373,7 +393,14 @@ spec:
             key: "pw".into()
         }]
     );
-    assert!(r.config.services.is_empty());
+    assert_eq!(r.config.services.len(), 1);
+    assert!(r.config.services[0].metadata.contains_key("failClosed"));
+    assert!(r.config.services[0]
+        .handler
+        .as_ref()
+        .unwrap()
+        .auth
+        .is_none());
     let r = render_ok(
         &g,
         &[],
@@ -445,10 +472,9 @@ spec:
         format!("{}/tls-in.web-tls.tls.crt", dir.path().display())
     );
     assert!(tls.ca_file.is_empty());
-    for (k, v) in &r.files {
-        std::fs::write(dir.path().join(k), v).unwrap();
-    }
-    validate(&r.config).unwrap();
+    // validated in memory: nothing was written to the directory the paths point at
+    validate(&r, &settings).unwrap();
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     let data = r.secret_data("tls-in", ProcessMode::Shared).unwrap();
     assert!(data.contains_key("tls-in.yaml"));
     assert_eq!(data.len(), 3);
@@ -549,8 +575,36 @@ fn strict_engine_rejects_unknown_metadata_keys() {
         &[corp_creds()],
         &RenderSettings::default(),
     );
-    let err = validate(&r.config).unwrap_err().to_string();
+    let err = validate(&r, &RenderSettings::default())
+        .unwrap_err()
+        .to_string();
     assert!(err.to_lowercase().contains("nosuchkey"), "{err}");
+    // render_checked turns it into an error naming the CRD field and fails the service closed
+    let r = render_checked(
+        &g,
+        &[corp_chain()],
+        &[corp_creds()],
+        &RenderSettings::default(),
+    );
+    assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
+    assert!(
+        r.errors[0]
+            .field()
+            .eq_ignore_ascii_case("spec.services[http-proxy].metadata.noSuchKey"),
+        "{}",
+        r.errors[0].field()
+    );
+    assert_eq!(r.errors[0].reason(), "Invalid");
+    assert_eq!(r.failed_services, ["http-proxy"]);
+    assert!(svc(&r, "http-proxy")
+        .unwrap()
+        .metadata
+        .contains_key("failClosed"));
+    assert!(
+        r.config.chains.is_empty(),
+        "the chain only the failed service used is gone"
+    );
+    validate(&r, &RenderSettings::default()).unwrap();
 }
 
 #[test]
@@ -632,4 +686,68 @@ fn the_spec_example_parses_with_defaults() {
     assert_eq!(g.spec.process, ProcessMode::Shared);
     assert_eq!(g.spec.rollout, crate::crd::RolloutPolicy::Manual);
     let _: BTreeMap<String, String> = BTreeMap::new();
+}
+
+#[test]
+fn engine_errors_name_the_crd_field_of_the_service_or_the_chain() {
+    // a handler type the engine does not know
+    let mut g = web_egress();
+    g.spec.services[1].handler.as_mut().unwrap().kind = "htp".into();
+    let r = render_checked(
+        &g,
+        &[corp_chain()],
+        &[corp_creds()],
+        &RenderSettings::default(),
+    );
+    assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
+    assert_eq!(
+        r.errors[0].field(),
+        "spec.services[metrics-forward].handler.type"
+    );
+    assert!(
+        r.errors[0].to_string().contains("\"htp\""),
+        "{}",
+        r.errors[0]
+    );
+    assert_eq!(r.failed_services, ["metrics-forward"]);
+    // the other service is rendered in full
+    assert!(!svc(&r, "http-proxy")
+        .unwrap()
+        .metadata
+        .contains_key("failClosed"));
+    validate(&r, &RenderSettings::default()).unwrap();
+
+    // a connector type the engine does not know, in the chain: every service using it fails
+    let mut c = corp_chain();
+    c.spec.hops[0].nodes[0].connector.as_mut().unwrap().kind = "sock5".into();
+    let r = render_checked(
+        &web_egress(),
+        &[c],
+        &[corp_creds()],
+        &RenderSettings::default(),
+    );
+    assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
+    assert!(
+        r.errors[0]
+            .field()
+            .starts_with("GostChain corp-egress: spec.hops[hop-0].nodes[corp-proxy].connector"),
+        "{}",
+        r.errors[0].field()
+    );
+    assert_eq!(r.failed_services, ["http-proxy"]);
+    assert!(r.config.chains.is_empty());
+    validate(&r, &RenderSettings::default()).unwrap();
+}
+
+#[test]
+fn crd_fields_from_engine_paths() {
+    assert_eq!(
+        crd_field("web", "services[a].listener.metadata.x"),
+        "spec.services[a].listener.metadata.x"
+    );
+    assert_eq!(
+        crd_field("web", "chains[web_corp].hops[h].nodes[n].addr"),
+        "GostChain corp: spec.hops[h].nodes[n].addr"
+    );
+    assert_eq!(crd_field("web", "tls"), "tls");
 }
