@@ -106,6 +106,12 @@ pub struct InjectionStatus {
     pub gost_services: Vec<String>,
     /// Hash over the GostServices' config hashes (from their status) at injection time.
     pub config_hash: String,
+    /// Hash over what a running pod cannot take without a restart ([`restart_hash`]): the
+    /// GostServices selecting it, their process modes and hooks, the sidecar image, resources,
+    /// log level and lifecycle settings. A pod whose recorded value differs from today's is
+    /// outdated.
+    #[serde(default)]
+    pub restart_hash: String,
 }
 
 /// Why a pod cannot be injected (the webhook denies it with this message).
@@ -159,6 +165,58 @@ impl InjectSettings {
             .and_then(|(_, p)| p.parse().ok())
             .unwrap_or(15021)
     }
+}
+
+/// The injection status a pod carries, if any (an unreadable value counts as none).
+pub fn injection_status(annotations: &BTreeMap<String, String>) -> Option<InjectionStatus> {
+    serde_json::from_str(annotations.get(STATUS_ANNOTATION)?).ok()
+}
+
+/// Hash over what an injected pod cannot pick up while it runs: the (sorted) GostServices that
+/// select it with their process modes and hooks, and the sidecar settings after the pod's
+/// override annotations (image, resources, log level, native sidecar, health address, drain).
+/// Addresses, handlers and chains are not part of it: they reach running sidecars live.
+pub fn restart_hash(
+    pod_annotations: &BTreeMap<String, String>,
+    matched: &[&GostService],
+    settings: &InjectSettings,
+) -> Result<String, InjectError> {
+    let pod = Pod {
+        metadata: kube::api::ObjectMeta {
+            annotations: Some(pod_annotations.clone()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let ov = Overrides::from_pod(&pod, settings)?;
+    let mut gs: Vec<serde_json::Value> = matched
+        .iter()
+        .map(|g| {
+            serde_json::json!({
+                "name": g.name_any(),
+                "process": g.spec.process,
+                "hooks": g.spec.services.iter()
+                    .map(|s| (s.name.clone(), s.hooks.clone()))
+                    .collect::<BTreeMap<_, _>>(),
+            })
+        })
+        .collect();
+    gs.sort_by_key(|v| v["name"].as_str().map(str::to_string));
+    let r = &ov.resources;
+    let v = serde_json::json!({
+        "gostServices": gs,
+        "image": ov.image,
+        "logLevel": ov.log_level,
+        "resources": [&r.cpu_request, &r.memory_request, &r.cpu_limit, &r.memory_limit],
+        "nativeSidecars": settings.native_sidecars,
+        "health": settings.health_addr,
+        "drain": settings.drain_timeout,
+    });
+    let text = serde_json::to_string(&v).map_err(|e| InjectError::Json(e.to_string()))?;
+    Ok(render::config_hash(&BTreeMap::from([(
+        "restart".to_string(),
+        text,
+    )])))
 }
 
 /// True when the pod already carries the injection status annotation.
@@ -386,6 +444,7 @@ pub fn plan_injection(
                 })
                 .collect(),
         ),
+        restart_hash: restart_hash(pod.annotations(), &matched, settings)?,
     };
     let status = serde_json::to_string(&status).map_err(|e| InjectError::Json(e.to_string()))?;
     let ann = out.annotations_mut();

@@ -8,6 +8,8 @@
 //!   `gost-proxy` reads, its hash, and conflict detection between GostServices sharing a pod.
 //! - [`inject`]: the pure injection plan (`pod + matched GostServices → injected pod`) and the
 //!   JSON patch between them.
+//! - [`status`]: conditions as data; [`reconcile`]: the pure reconcile decisions (inputs →
+//!   config Secret, status, Events, pod annotations).
 //!
 //! Everything here is a function from input objects to desired objects; the controllers and
 //! the webhook server only fetch inputs and write outputs.
@@ -17,4 +19,6 @@
 pub mod crd;
 pub mod crdgen;
 pub mod inject;
+pub mod reconcile;
 pub mod render;
+pub mod status;

@@ -239,31 +239,28 @@ pub fn validate(
     .validate_with_files(&r.config, files)
 }
 
-/// The fail-closed placeholder of a service that cannot be rendered: same name, address and
-/// listener network, no handler settings, no chain, no hooks, and the reason.
+/// The fail-closed placeholder of a service that cannot be rendered: same name and address,
+/// the listener reduced to its network (`tcp`, `udp`, or the reverse type that binds nothing
+/// locally), no handler, no chain, no hooks, and the reason. None of the rejected settings are
+/// written.
 fn fail_closed_service(s: &ServiceSpec, reason: &str) -> ServiceConfig {
+    use gost_engine::fail_closed::{bind_for, Bind};
     let mut metadata = Metadata::new();
     metadata.insert(
         gost_engine::fail_closed::KEY.into(),
         reason.to_string().into(),
     );
+    let ltype = s.listener.as_ref().map(|l| l.kind.as_str()).unwrap_or("");
+    let kind = match bind_for(ltype) {
+        Bind::Tcp => "tcp",
+        Bind::Udp => "udp",
+        Bind::Nothing => ltype,
+    };
     ServiceConfig {
         name: s.name.clone(),
         addr: s.addr.clone(),
-        handler: Some(HandlerConfig {
-            kind: s
-                .handler
-                .as_ref()
-                .map(|h| h.kind.clone())
-                .unwrap_or_default(),
-            ..Default::default()
-        }),
         listener: Some(ListenerConfig {
-            kind: s
-                .listener
-                .as_ref()
-                .map(|l| l.kind.clone())
-                .unwrap_or_default(),
+            kind: kind.to_string(),
             ..Default::default()
         }),
         metadata,
@@ -411,6 +408,53 @@ pub fn render_checked(
     r.files.clear();
     r.failed_services = svc.spec.services.iter().map(|s| s.name.clone()).collect();
     r
+}
+
+/// Errors of a GostChain on its own: what its render reports (missing Secrets or keys, bad
+/// selectors) and what the engine rejects in strict mode, each naming the field.
+pub fn check_chain(
+    c: &GostChain,
+    secrets: &[Secret],
+    settings: &RenderSettings,
+) -> Vec<RenderError> {
+    let ns = c.namespace();
+    let gname = "check".to_string();
+    let mut r = Renderer {
+        gname: gname.clone(),
+        settings,
+        chains: BTreeMap::new(),
+        secrets: secrets
+            .iter()
+            .filter(|s| s.metadata.namespace.is_none() || s.metadata.namespace == ns)
+            .map(|s| (s.name_any(), s))
+            .collect(),
+        rendered_chains: BTreeMap::new(),
+        out: Rendered::default(),
+    };
+    match r.render_chain(c) {
+        Err(errs) => errs,
+        Ok((cfg, files)) => {
+            let rendered = Rendered {
+                config: Config {
+                    chains: vec![cfg],
+                    ..Config::default()
+                },
+                files,
+                ..Rendered::default()
+            };
+            match validate(&rendered, settings) {
+                Ok(()) => Vec::new(),
+                Err(e) => {
+                    e.0.into_iter()
+                        .map(|e| RenderError::Invalid {
+                            field: crd_field(&gname, &e.path),
+                            reason: e.msg,
+                        })
+                        .collect()
+                }
+            }
+        }
+    }
 }
 
 /// GostChains a GostService references (`spec.chain`, `handler.chain`, `listener.chain`),

@@ -298,7 +298,7 @@ fn missing_chain_fails_the_services_closed_and_names_the_field() {
         "spec.chain: GostChain \"corp-egress\" not found"
     );
     assert_eq!(placeholder.addr, web_egress().spec.services[0].addr);
-    assert!(placeholder.handler.as_ref().unwrap().chain.is_none());
+    assert!(placeholder.handler.is_none());
     assert!(r.config.chains.is_empty());
     // the service that ignores chains still runs
     assert!(!svc(&r, "metrics-forward")
@@ -395,12 +395,7 @@ spec:
     );
     assert_eq!(r.config.services.len(), 1);
     assert!(r.config.services[0].metadata.contains_key("failClosed"));
-    assert!(r.config.services[0]
-        .handler
-        .as_ref()
-        .unwrap()
-        .auth
-        .is_none());
+    assert!(r.config.services[0].handler.is_none());
     let r = render_ok(
         &g,
         &[],
