@@ -16,9 +16,13 @@
 
 #![forbid(unsafe_code)]
 
+pub mod app;
+pub mod controller;
 pub mod crd;
 pub mod crdgen;
 pub mod inject;
+pub mod metrics;
 pub mod reconcile;
 pub mod render;
+pub mod server;
 pub mod status;
