@@ -32,8 +32,10 @@ if [[ ${KUBEGOST_TEST_NO_CLUSTER:-0} == 1 ]]; then
   step "cargo test (no cluster)"
   exec cargo test --workspace --locked
 fi
-step "test images (pause, http-origin, gost-proxy; no registry)"
-scripts/testenv/images.sh
+step "test images (pause, http-origin, and the Dockerfile's proxy and operator targets; no registry)"
+scripts/testenv/images.sh pause origin proxy operator
+step "images match the Dockerfile"
+scripts/testenv/check-images.sh
 step "leak check works on a machine with no iptables rules (fresh network namespace)"
 scripts/testenv/check-leakcheck.sh
 step "test cluster up/down leak check"

@@ -3,8 +3,10 @@
 # binaries (no registry) into $IMAGES_DIR, for up.sh --level 2 to import.
 #   pause     CRI sandbox image (C, gcc -static)          localhost/kubegost-testenv/pause:<hash>
 #   origin    tiny HTTP origin for tests (C, gcc -static) localhost/kubegost-testenv/http-origin:<hash>
-#   proxy     gost-proxy (crate gost-engine), static Rust  localhost/kubegost/proxy:<hash>
-#   operator  gost-operator, static Rust                   localhost/kubegost/operator:<hash>
+#   proxy     the Dockerfile's `proxy` stage (gost-proxy)       localhost/kubegost/proxy:<hash>
+#   operator  the Dockerfile's `operator` stage (gost-operator) localhost/kubegost/operator:<hash>
+# proxy/operator are built without Docker: scripts/build-static.sh (what the Dockerfile's build
+# stage runs), then the final stage's COPY/ENV/USER/EXPOSE/ENTRYPOINT read by mkoci.py.
 # Without NAMEs: pause, origin, and proxy/operator if the workspace has that
 # binary target; a Rust binary that fails to build is then skipped with a
 # warning. A NAME given explicitly that cannot be built is an error.
@@ -45,12 +47,21 @@ mkimage() {
   log "image $ref ($tar)"
 }
 
-# static_rust PACKAGE BIN: build a static-pie glibc binary, print its path
-static_rust() {
-  local target=${CARGO_TARGET_DIR:-$REPO_ROOT/target}
-  (cd "$REPO_ROOT" && RUSTFLAGS='-C target-feature=+crt-static' CARGO_TARGET_DIR=$target \
-    cargo build --release --target x86_64-unknown-linux-gnu -p "$1" --bin "$2" >&2) || return 1
-  echo "$target/x86_64-unknown-linux-gnu/release/$2"
+# dockerfile_image NAME BIN: build BIN with scripts/build-static.sh (the Dockerfile's build
+# stage runs the same script) and wrap it as the Dockerfile's final stage NAME
+dockerfile_image() {
+  local name=$1 bin=$2 hash ref tar out=$work/out-$1
+  "$REPO_ROOT/scripts/build-static.sh" "$out" "$bin" || return 1
+  hash=$( (sha256sum "$out/$bin" "$REPO_ROOT/Dockerfile" "$TESTENV_DIR/images/mkoci.py" | cut -d' ' -f1) | sha256sum | cut -c1-12)
+  ref=localhost/kubegost/$name:$hash
+  tar=$IMAGES_DIR/$name-$hash.tar
+  if [[ ! -f $tar ]]; then
+    python3 "$TESTENV_DIR/images/mkoci.py" --dockerfile "$REPO_ROOT/Dockerfile" --target "$name" \
+      "$tar.tmp" "$ref" "$out" >/dev/null
+    mv "$tar.tmp" "$tar"
+  fi
+  echo "$ref $tar" >"$IMAGES_DIR/$name.ref"
+  log "image $ref ($tar)"
 }
 
 failed=0
@@ -69,9 +80,8 @@ for n in "${names[@]}"; do
         if ((explicit)); then log "ERROR: the workspace has no binary gost-$n"; failed=1; fi
         continue
       fi
-      if bin=$(static_rust "$pkg" "gost-$n"); then
-        cp "$bin" "$work/gost-$n"
-        mkimage "$n" "localhost/kubegost/$n" "$work/gost-$n"
+      if dockerfile_image "$n" "gost-$n"; then
+        :
       elif ((explicit)); then
         log "ERROR: static build of gost-$n (package $pkg) failed"; failed=1
       else

@@ -1,13 +1,22 @@
 #!/usr/bin/env python3
 """mkoci.py OUT.tar REF ENTRYPOINT SRC:DST [SRC:DST ...]
+   mkoci.py --dockerfile DOCKERFILE --target STAGE OUT.tar REF BUILD_OUT_DIR
 
 Write an OCI image-layout tarball (one gzip layer, deterministic) for
 `ctr -n k8s.io images import`. No registry, no daemon. The index carries
-io.containerd.image.name=REF so the import names the image exactly REF."""
+io.containerd.image.name=REF so the import names the image exactly REF.
+
+With --dockerfile, the image is the final stage STAGE of the Dockerfile, built
+without Docker: each `COPY --from=build /out/X DST` takes X from BUILD_OUT_DIR,
+and ENV, USER, EXPOSE, WORKDIR and ENTRYPOINT (exec form) become the image
+config. Any other instruction in the stage is an error, so the image can never
+silently differ from what `docker build --target STAGE` produces."""
 import gzip
 import hashlib
 import io
 import json
+import os
+import shlex
 import sys
 import tarfile
 
@@ -16,10 +25,84 @@ def digest(b):
     return "sha256:" + hashlib.sha256(b).hexdigest()
 
 
+def stage(dockerfile, target):
+    """The final stage `target` of a Dockerfile as (files, config)."""
+    lines, cur = [], ""
+    with open(dockerfile) as f:
+        for raw in f:
+            line = raw.rstrip("\n")
+            if not cur and (not line.strip() or line.lstrip().startswith("#")):
+                continue
+            if line.endswith("\\"):
+                cur += line[:-1] + " "
+                continue
+            lines.append((cur + line).strip())
+            cur = ""
+    inside, base = False, None
+    files, cfg = [], {"Env": [], "ExposedPorts": {}, "WorkingDir": "/"}
+    for line in lines:
+        instr, _, rest = line.partition(" ")
+        instr = instr.upper()
+        if instr == "FROM":
+            words = rest.split()
+            inside = len(words) == 3 and words[1].upper() == "AS" and words[2] == target
+            base = words[0] if inside else base
+            continue
+        if not inside:
+            continue
+        if base != "scratch":
+            sys.exit(f"{dockerfile}: stage {target} must be FROM scratch to be built without Docker")
+        if instr == "COPY":
+            words = shlex.split(rest)
+            if len(words) != 3 or words[0] != "--from=build" or not words[1].startswith("/out/"):
+                sys.exit(f"{dockerfile}: stage {target}: only `COPY --from=build /out/FILE DEST` is supported, not {line!r}")
+            files.append((os.path.basename(words[1]), words[2]))
+        elif instr == "ENV":
+            k, sep, v = rest.partition("=")
+            if not sep or " " in k:
+                sys.exit(f"{dockerfile}: stage {target}: ENV must be KEY=VALUE, not {line!r}")
+            cfg["Env"].append(f"{k}={v}")
+        elif instr == "USER":
+            cfg["User"] = rest.strip()
+        elif instr == "EXPOSE":
+            for p in rest.split():
+                cfg["ExposedPorts"][p if "/" in p else p + "/tcp"] = {}
+        elif instr == "WORKDIR":
+            cfg["WorkingDir"] = rest.strip()
+        elif instr == "ENTRYPOINT":
+            try:
+                cfg["Entrypoint"] = json.loads(rest)
+            except ValueError:
+                sys.exit(f"{dockerfile}: stage {target}: ENTRYPOINT must be the exec form [\"…\"], not {line!r}")
+        else:
+            sys.exit(f"{dockerfile}: stage {target}: {instr} is not supported by mkoci.py (COPY --from=build, ENV, USER, EXPOSE, WORKDIR, ENTRYPOINT)")
+    if base is None:
+        sys.exit(f"{dockerfile}: no stage `FROM scratch AS {target}`")
+    if not files or "Entrypoint" not in cfg:
+        sys.exit(f"{dockerfile}: stage {target} needs a COPY and an ENTRYPOINT")
+    if not cfg["ExposedPorts"]:
+        del cfg["ExposedPorts"]
+    return files, cfg
+
+
 def main():
-    if len(sys.argv) < 5:
-        sys.exit(__doc__)
-    out, ref, entry, *files = sys.argv[1:]
+    args = sys.argv[1:]
+    if args[:1] == ["--dockerfile"]:
+        if len(args) != 7 or args[2] != "--target":
+            sys.exit(__doc__)
+        dockerfile, target, out, ref, build_out = args[1], args[3], args[4], args[5], args[6]
+        names, cfg = stage(dockerfile, target)
+        files = [(os.path.join(build_out, n), dst) for n, dst in names]
+    else:
+        if len(args) < 4:
+            sys.exit(__doc__)
+        out, ref, entry, *specs = args
+        files = [tuple(s.split(":", 1)) for s in specs]
+        cfg = {"Entrypoint": entry.split(), "Env": ["PATH=/"], "WorkingDir": "/"}
+    write(out, ref, files, cfg)
+
+
+def write(out, ref, files, cfg):
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as t:
         seen = set()
@@ -34,8 +117,7 @@ def main():
             t.addfile(ti)
             seen.add(name)
 
-        for spec in files:
-            src, dst = spec.split(":", 1)
+        for src, dst in files:
             dst = dst.lstrip("/")
             parts = dst.split("/")[:-1]
             for i in range(1, len(parts) + 1):
@@ -55,7 +137,7 @@ def main():
     layer = gz.getvalue()
     config = json.dumps({
         "architecture": "amd64", "os": "linux",
-        "config": {"Entrypoint": entry.split(), "Env": ["PATH=/"], "WorkingDir": "/"},
+        "config": cfg,
         "rootfs": {"type": "layers", "diff_ids": [digest(layer_tar)]}}, sort_keys=True).encode()
     manifest = json.dumps({
         "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -84,4 +166,5 @@ def main():
     print(out, ref, digest(manifest))
 
 
-main()
+if __name__ == "__main__":
+    main()
