@@ -389,7 +389,12 @@ pub async fn run(
         failures: Mutex::new(HashMap::new()),
     });
 
-    let (g1, g2, g3) = (
+    // a GostService change can start or end a conflict with the others of its namespace
+    let peer_stream = watcher(api_for::<GostService>(&client, &ns), wc.clone())
+        .default_backoff()
+        .touched_objects();
+    let (g1, g2, g3, g4) = (
+        gostservices.clone(),
         gostservices.clone(),
         gostservices.clone(),
         gostservices.clone(),
@@ -406,6 +411,7 @@ pub async fn run(
         .watches_stream(pod_stream, move |p: PartialObjectMeta<Pod>| {
             map_pod(&g2, &p)
         })
+        .watches_stream(peer_stream, move |g: GostService| map_peers(&g4, &g))
         .watches_stream(secret_stream, move |s: PartialObjectMeta<Secret>| {
             map_secret(&g3, &chains_for_secrets, &s)
         })
@@ -471,6 +477,21 @@ fn map_chain(gsvcs: &Store<GostService>, c: &GostChain) -> Vec<ObjectRef<GostSer
         .iter()
         .filter(|g| same_ns(g.as_ref(), &ns) && render::referenced_chains(g).contains(&name))
         .map(|g| ObjectRef::from_obj(g.as_ref()))
+        .collect()
+}
+
+/// The other GostServices of a GostService's namespace: conflicts are between them. Every
+/// change maps (the watch cannot tell a spec change from a status one, and the store may not
+/// hold the newest object yet when a peer reconciles, so it must look again later); a reconcile
+/// that finds nothing to do writes nothing, so this settles after one round.
+fn map_peers(gsvcs: &Store<GostService>, g: &GostService) -> Vec<ObjectRef<GostService>> {
+    let ns = g.namespace();
+    let me = g.name_any();
+    gsvcs
+        .state()
+        .iter()
+        .filter(|o| same_ns(o.as_ref(), &ns) && o.name_any() != me)
+        .map(|o| ObjectRef::from_obj(o.as_ref()))
         .collect()
 }
 

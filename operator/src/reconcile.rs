@@ -427,19 +427,26 @@ pub fn plan_gostservice(i: &GostServiceInputs<'_>) -> GostServicePlan {
         && data.is_ok();
     let secret_name = render::config_secret_name(&name);
     let mut secret = None;
-    let applied_hash;
-    match (&data, i.current_secret) {
-        (Ok(d), current) if clean || current.is_none() => {
-            let want = config_secret(g, d);
-            applied_hash = render::config_hash(d);
-            if !current.is_some_and(|c| secret_up_to_date(c, &want)) {
-                secret = Some(want);
-            }
+    let mut applied_hash = String::new();
+    // the Secret as this render would write it, and whether the stored one already is that
+    let want = data
+        .as_ref()
+        .ok()
+        .map(|d| (config_secret(g, d), render::config_hash(d)));
+    let matches = match (&want, i.current_secret) {
+        (Some((w, _)), Some(c)) => secret_up_to_date(c, w),
+        _ => false,
+    };
+    // with errors, a stored Secret that holds something else is the last good config: kept
+    let kept = !clean && i.current_secret.is_some() && !matches;
+    if let (false, Some((w, h))) = (kept, &want) {
+        applied_hash = h.clone();
+        if !matches {
+            secret = Some(w.clone());
         }
-        (_, Some(current)) => applied_hash = stored_hash(current),
-        _ => applied_hash = String::new(),
+    } else if let Some(current) = i.current_secret {
+        applied_hash = stored_hash(current);
     }
-    let kept = !clean && i.current_secret.is_some();
     conds.push(if clean {
         Desired::ok(
             types::READY,
@@ -454,13 +461,21 @@ pub fn plan_gostservice(i: &GostServiceInputs<'_>) -> GostServicePlan {
                 "the new config has errors; Secret {secret_name} keeps the previous config {applied_hash}"
             ),
         )
-    } else {
+    } else if !rendered.failed_services.is_empty() {
         Desired::fail(
             types::READY,
             reasons::SERVICES_FAIL_CLOSED,
             format!(
                 "services {} fail closed (they refuse every connection) in Secret {secret_name}",
                 rendered.failed_services.join(", ")
+            ),
+        )
+    } else {
+        Desired::fail(
+            types::READY,
+            reasons::CONFLICT,
+            format!(
+                "config {applied_hash} is in Secret {secret_name}, but pods that select a conflicting GostService too are not injected (see Accepted)"
             ),
         )
     });

@@ -14,13 +14,16 @@ use k8s_openapi::ByteString;
 fn docs() -> Vec<(String, serde_json::Value)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     let mut out = Vec::new();
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     for f in files {
         let text = std::fs::read_to_string(&f).unwrap();
         for doc in text.split("\n---\n") {
-            let v: serde_json::Value = serde_saphyr::from_str(doc)
-                .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+            let v: serde_json::Value =
+                serde_saphyr::from_str(doc).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
             out.push((f.display().to_string(), v));
         }
     }
@@ -39,7 +42,11 @@ fn examples_render_cleanly_and_do_not_conflict() {
                 // stringData is what the API server turns into data
                 let mut s: Secret = serde_json::from_value(v).unwrap();
                 let sd = s.string_data.take().unwrap_or_default();
-                s.data = Some(sd.into_iter().map(|(k, v)| (k, ByteString(v.into_bytes()))).collect());
+                s.data = Some(
+                    sd.into_iter()
+                        .map(|(k, v)| (k, ByteString(v.into_bytes())))
+                        .collect(),
+                );
                 secrets.push(s);
             }
             k => panic!("{file}: unexpected kind {k}"),
@@ -48,7 +55,12 @@ fn examples_render_cleanly_and_do_not_conflict() {
     assert_eq!(gsvcs.len(), 4, "egress, ignoreChain, hooks, rtcp");
     for g in &gsvcs {
         let r = render_checked(g, &chains, &secrets, &RenderSettings::default());
-        assert!(r.errors.is_empty(), "{}: {:?}", g.metadata.name.as_deref().unwrap_or(""), r.errors);
+        assert!(
+            r.errors.is_empty(),
+            "{}: {:?}",
+            g.metadata.name.as_deref().unwrap_or(""),
+            r.errors
+        );
         let c = conflicts_of(g, &gsvcs, &[]);
         assert!(c.is_empty(), "{c:?}");
     }
