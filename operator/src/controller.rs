@@ -119,6 +119,9 @@ pub struct Context {
     access: Mutex<HashSet<String>>,
     /// Consecutive failures per object, for the retry backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// The last reconcile error published as an Event, per object (the same error is published
+    /// once, not at every retry).
+    last_error: Mutex<HashMap<String, String>>,
 }
 
 impl Context {
@@ -290,11 +293,35 @@ impl Context {
         Ok(())
     }
 
+    /// Publishes a failed reconcile as a Warning Event on the object (once per distinct error).
+    pub async fn publish_error<K: Resource<DynamicType = ()>>(&self, obj: &K, err: &Error) {
+        let key = key_of(obj);
+        let msg = err.to_string();
+        {
+            let mut last = self.last_error.lock();
+            if last.get(&key) == Some(&msg) {
+                return;
+            }
+            last.insert(key, msg.clone());
+        }
+        self.publish(
+            obj,
+            &[EventNote {
+                warning: true,
+                reason: "ReconcileFailed".into(),
+                note: format!("{msg} (retrying)"),
+            }],
+            "Reconcile",
+        )
+        .await;
+    }
+
     fn record(&self, controller: &str, key: String, started: Instant, err: Option<&Error>) {
         self.metrics
             .reconciled(controller, started.elapsed(), err.map(Error::metric_label));
         if err.is_none() {
             self.failures.lock().remove(&key);
+            self.last_error.lock().remove(&key);
         }
     }
 
@@ -387,6 +414,7 @@ pub async fn run(
         metrics,
         access: Mutex::new(HashSet::new()),
         failures: Mutex::new(HashMap::new()),
+        last_error: Mutex::new(HashMap::new()),
     });
 
     // a GostService change can start or end a conflict with the others of its namespace

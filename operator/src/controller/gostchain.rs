@@ -19,6 +19,9 @@ pub async fn reconcile(c: Arc<GostChain>, ctx: Arc<Context>) -> Result<Action, E
     let started = Instant::now();
     let key = key_of(c.as_ref());
     let result = apply(&c, &ctx).await;
+    if let Err(e) = &result {
+        ctx.publish_error(c.as_ref(), e).await;
+    }
     ctx.record(CONTROLLER, key, started, result.as_ref().err());
     result
 }

@@ -27,6 +27,7 @@ pub async fn reconcile(g: Arc<GostService>, ctx: Arc<Context>) -> Result<Action,
         .namespace()
         .ok_or_else(|| Error::NoNamespace(key.clone()))?;
     let api: Api<GostService> = Api::namespaced(ctx.client.clone(), &ns);
+    let snapshot = Arc::clone(&g);
     let result = finalizer(&api, FINALIZER, g, |ev| async {
         match ev {
             Finalizer::Apply(g) => apply(&g, &ns, &ctx).await,
@@ -35,6 +36,9 @@ pub async fn reconcile(g: Arc<GostService>, ctx: Arc<Context>) -> Result<Action,
     })
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
+    if let Err(e) = &result {
+        ctx.publish_error(snapshot.as_ref(), e).await;
+    }
     ctx.record(CONTROLLER, key, started, result.as_ref().err());
     result
 }
