@@ -143,7 +143,7 @@ impl Default for InjectSettings {
             image: "localhost/kubegost/proxy:latest".into(),
             image_pull_policy: None,
             native_sidecars: true,
-            health_addr: "0.0.0.0:15021".into(),
+            health_addr: gost_engine::health::DEFAULT_ADDR.into(),
             drain_timeout: "30s".into(),
             log_level: None,
             resources: ProxyResources {
@@ -159,11 +159,12 @@ impl Default for InjectSettings {
 }
 
 impl InjectSettings {
-    fn health_port(&self) -> i32 {
+    /// The health endpoint's port (reserved: no service may bind it).
+    pub fn health_port(&self) -> i32 {
         self.health_addr
             .rsplit_once(':')
             .and_then(|(_, p)| p.parse().ok())
-            .unwrap_or(15021)
+            .unwrap_or(15300)
     }
 }
 
@@ -237,11 +238,19 @@ pub fn plan_injection(
     }
     let mut matched: Vec<&GostService> = matched.to_vec();
     matched.sort_by_key(|g| g.name_any());
-    let conflicts = detect_conflicts(&matched);
+    let mut conflicts: Vec<String> = detect_conflicts(&matched)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    for g in &matched {
+        conflicts.extend(
+            render::reserved_port_clashes(g, settings.health_port())
+                .into_iter()
+                .map(|m| format!("GostService {}: {m}", g.name_any())),
+        );
+    }
     if !conflicts.is_empty() {
-        return Err(InjectError::Conflict(
-            conflicts.iter().map(ToString::to_string).collect(),
-        ));
+        return Err(InjectError::Conflict(conflicts));
     }
     let ov = Overrides::from_pod(pod, settings)?;
 
@@ -279,10 +288,7 @@ pub fn plan_injection(
             .filter_map(|s| s.hooks.as_ref())
             .any(f)
     };
-    let (pre_up, pre_down) = (
-        has_hook(|h| !h.pre_up.is_empty()),
-        has_hook(|h| !h.pre_down.is_empty()),
-    );
+    let pre_up = has_hook(|h| !h.pre_up.is_empty());
 
     // the sidecar
     let mut args = vec![
@@ -317,9 +323,10 @@ pub fn plan_injection(
             phase.to_string(),
         ];
         c.extend(sources.iter().cloned());
-        if phase == "post-up" {
-            // waits until every service listens, runs postUp, then reports to /post-up-done,
-            // which is what turns the readiness probe green
+        if phase == "post-up" || phase == "pre-down" {
+            // post-up waits until every service listens, runs postUp, then reports to
+            // /post-up-done, which is what turns the readiness probe green; pre-down runs
+            // preDown, then makes inbound services stop accepting (/drain-inbound)
             c.extend([
                 "--health".to_string(),
                 format!("127.0.0.1:{}", settings.health_port()),
@@ -346,7 +353,9 @@ pub fn plan_injection(
         // always: postStart reports postUp done (readiness waits for it), and without native
         // sidecars it is what holds the app containers back
         post_start: Some(exec(hook_cmd("post-up"))),
-        pre_stop: pre_down.then(|| exec(hook_cmd("pre-down"))),
+        // always: after the preDown commands (if any) inbound services stop accepting and
+        // drain, while egress keeps serving the app until SIGTERM
+        pre_stop: Some(exec(hook_cmd("pre-down"))),
         ..Default::default()
     };
     let base = base_container(settings, &ov);

@@ -270,6 +270,18 @@ pub fn conflicts_of(gsvc: &GostService, all: &[GostService], pods: &[ObjectMeta]
     msgs.into_iter().collect()
 }
 
+/// [`conflicts_of`] plus services that would bind the sidecar's health port.
+pub fn all_conflicts(
+    gsvc: &GostService,
+    all: &[GostService],
+    pods: &[ObjectMeta],
+    inject: &InjectSettings,
+) -> Vec<String> {
+    let mut v = conflicts_of(gsvc, all, pods);
+    v.extend(render::reserved_port_clashes(gsvc, inject.health_port()));
+    v
+}
+
 /// Data of a Secret as text (`data` and `stringData`); `None` for a value that is not UTF-8.
 fn secret_text(s: &Secret) -> BTreeMap<String, Option<String>> {
     let mut out = BTreeMap::new();
@@ -371,7 +383,7 @@ pub fn plan_gostservice(i: &GostServiceInputs<'_>) -> GostServicePlan {
 
     let rendered = render::render_checked(g, i.chains, i.secrets, i.render);
     let selector_err = selector_error(&g.spec.selector);
-    let conflicts = conflicts_of(g, i.namespace_gostservices, i.pods);
+    let conflicts = all_conflicts(g, i.namespace_gostservices, i.pods, i.inject);
     let unresolved: Vec<&RenderError> = rendered
         .errors
         .iter()

@@ -40,7 +40,7 @@ mod conflict;
 #[cfg(test)]
 mod tests;
 
-pub use conflict::{detect_conflicts, Conflict, ConflictKind};
+pub use conflict::{detect_conflicts, reserved_port_clashes, Conflict, ConflictKind};
 
 /// Where the sidecar mounts the config Secrets (a directory, no `subPath`).
 pub const CONFIG_DIR: &str = "/etc/kubegost/config";

@@ -545,3 +545,27 @@ fn referenced_secrets_follow_the_chains_in_use() {
     g.spec.chain = None;
     assert!(referenced_secrets(&g, &[corp("x:1")]).is_empty());
 }
+
+#[test]
+fn the_sidecar_health_port_is_reserved() {
+    let g = gsvc(
+        r#"
+metadata: {name: squat}
+spec:
+  selector: {}
+  services: [{name: s, addr: ":15300", handler: {type: http}}]
+"#,
+    );
+    let w = World::new(vec![g.clone()], vec![], vec![]);
+    let acc = cond(&w.plan("squat").status, types::ACCEPTED).clone();
+    assert_eq!(acc.reason, reasons::CONFLICT);
+    assert!(
+        acc.message
+            .contains("spec.services[s].addr: port 15300 is reserved"),
+        "{}",
+        acc.message
+    );
+    let pod = pod("p", &[]);
+    let err = plan_injection(&pod, &[&g], &InjectSettings::default()).unwrap_err();
+    assert!(err.to_string().contains("port 15300 is reserved"), "{err}");
+}

@@ -152,3 +152,19 @@ fn binds_overlap(a: &ServiceSpec, b: &ServiceSpec) -> bool {
         _ => false,
     }
 }
+
+/// Services of a GostService that would bind `port`, the sidecar's own health port, on any
+/// address: messages naming the field.
+pub fn reserved_port_clashes(gsvc: &GostService, port: i32) -> Vec<String> {
+    gsvc.spec
+        .services
+        .iter()
+        .filter(|s| bind(s).is_some_and(|(_, p, udp)| !udp && i32::from(p) == port))
+        .map(|s| {
+            format!(
+                "spec.services[{}].addr: port {port} is reserved for the gost-proxy sidecar's health endpoint",
+                s.name
+            )
+        })
+        .collect()
+}

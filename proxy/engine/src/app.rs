@@ -181,107 +181,6 @@ fn init_logging(cfg: &Config) {
     let _ = r;
 }
 
-/// Readiness state shared by the health endpoint and the sidecar's `hook post-up`.
-#[derive(Clone)]
-struct Health {
-    engine: Arc<Engine>,
-    /// With `--external-hooks`, `postUp` runs in the container's postStart and reports here.
-    external_hooks: bool,
-    post_up_done: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Health {
-    async fn response(&self, method: &hyper::Method, path: &str) -> (u16, String) {
-        use std::sync::atomic::Ordering;
-        let text = |code: u16, s: &str| (code, s.to_string());
-        match (method.as_str(), path) {
-            (_, "/live" | "/healthz") => text(200, "ok\n"),
-            ("GET", "/listening") => match self.engine.ready().await {
-                true => text(200, "listening\n"),
-                false => text(503, "not listening\n"),
-            },
-            ("POST", "/post-up-done") => {
-                self.post_up_done.store(true, Ordering::Relaxed);
-                text(200, "ok\n")
-            }
-            (_, "/ready" | "/readyz") => {
-                let hooks_done = !self.external_hooks || self.post_up_done.load(Ordering::Relaxed);
-                // a service that fails closed listens (and refuses), but is not ready
-                let failed = self.engine.failed_closed().await;
-                if !failed.is_empty() {
-                    let mut body = String::from("not ready: services fail closed\n");
-                    for (name, why) in failed {
-                        body.push_str(&format!("service {name}: {why}\n"));
-                    }
-                    (503, body)
-                } else if hooks_done && self.engine.ready().await {
-                    text(200, "ready\n")
-                } else {
-                    text(503, "not ready\n")
-                }
-            }
-            _ => text(404, "not found\n"),
-        }
-    }
-}
-
-/// Serves `/live`, `/ready`, `/listening` and `POST /post-up-done` for probes and the sidecar's
-/// lifecycle steps.
-async fn serve_health(addr: String, health: Health) -> anyhow::Result<()> {
-    let sa = crate::addr::parse_listen_addr(&addr)
-        .ok_or_else(|| anyhow!("--health {addr}: invalid address (expected host:port)"))?;
-    let l = tokio::net::TcpListener::bind(sa)
-        .await
-        .with_context(|| format!("--health {addr}"))?;
-    tokio::spawn(async move {
-        loop {
-            let Ok((s, _)) = l.accept().await else {
-                continue;
-            };
-            let health = health.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(
-                    move |req: hyper::Request<hyper::body::Incoming>| {
-                        let health = health.clone();
-                        async move {
-                            let (code, body) =
-                                health.response(req.method(), req.uri().path()).await;
-                            let mut r = hyper::Response::new(http_body_util::Full::new(
-                                bytes::Bytes::from(body),
-                            ));
-                            *r.status_mut() =
-                                hyper::StatusCode::from_u16(code).unwrap_or(hyper::StatusCode::OK);
-                            Ok::<_, std::convert::Infallible>(r)
-                        }
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
-                    .await;
-            });
-        }
-    });
-    Ok(())
-}
-
-/// A tiny HTTP/1.1 request to the local health endpoint; returns the status code.
-async fn health_call(addr: &str, method: &str, path: &str) -> std::io::Result<u16> {
-    use tokio::io::AsyncWriteExt;
-    let host = addr
-        .strip_prefix(':')
-        .map(|p| format!("127.0.0.1:{p}"))
-        .unwrap_or_else(|| addr.replace("0.0.0.0", "127.0.0.1"));
-    let mut s = tokio::net::TcpStream::connect(&host).await?;
-    s.write_all(format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes())
-        .await?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).await?;
-    resp.split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other("bad health response"))
-}
-
 async fn serve_metrics(cfg: gost_config::MetricsConfig, engine: Arc<Engine>) -> anyhow::Result<()> {
     let sa = crate::addr::parse_listen_addr(&cfg.addr).ok_or_else(|| {
         anyhow!(
@@ -363,11 +262,22 @@ async fn serve_metrics(cfg: gost_config::MetricsConfig, engine: Arc<Engine>) -> 
 
 /// `gost-proxy hook <phase> -C …`: runs one phase's commands for every service of a config
 /// (used as a container lifecycle step).
+///
+/// Failure semantics in a pod (GOST logs a failing hook and carries on; Kubernetes kills a
+/// container whose postStart fails, so these steps never fail on a hook command):
+/// - `pre-up` (the `gost-pre-up` init container) exits 1 when a command fails, so the pod start
+///   fails visibly (`Init:Error`), like a failed bind;
+/// - `post-up` waits until every service of every process group listens, runs the commands,
+///   reports to `--health` (`/post-up-done?failed=N`, shown by `/ready`) and exits 0;
+/// - `pre-down` runs the commands, then asks the engine to stop accepting on inbound services
+///   (`/drain-inbound`; egress keeps serving until SIGTERM) and exits 0;
+/// - `post-down` exits 1 when a command fails (the engine runs it itself on SIGTERM).
 pub async fn run_hook(cli: &Cli) -> anyhow::Result<ExitCode> {
+    use crate::hooks::Phase;
     let phase = cli
         .positional
         .get(1)
-        .and_then(|p| crate::hooks::Phase::parse(p))
+        .and_then(|p| Phase::parse(p))
         .ok_or_else(|| {
             anyhow!("usage: gost-proxy hook <pre-up|post-up|pre-down|post-down> -C <config>")
         })?;
@@ -375,14 +285,20 @@ pub async fn run_hook(cli: &Cli) -> anyhow::Result<ExitCode> {
     let cfg = effective_config(cli, &kinds).await?;
     init_logging(&cfg);
     // As a postStart step: wait until every service listens before running postUp.
-    if let (crate::hooks::Phase::PostUp, Some(h)) = (phase, &cli.health) {
+    if let (Phase::PostUp, Some(h)) = (phase, &cli.health) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
         loop {
-            if health_call(h, "GET", "/listening").await.ok() == Some(200) {
+            if crate::health::call(h, "GET", "/listening")
+                .await
+                .ok()
+                .map(|r| r.0)
+                == Some(200)
+            {
                 break;
             }
             if tokio::time::Instant::now() > deadline {
-                bail!("hook post-up: services at {h} not listening after 120s");
+                tracing::error!(health = %h, "hook post-up: services not listening after 120 s; postUp not run");
+                return Ok(ExitCode::SUCCESS);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -393,16 +309,87 @@ pub async fn run_hook(cli: &Cli) -> anyhow::Result<ExitCode> {
         let hooks = crate::hooks::Hooks::from_metadata(&md).map_err(|e| anyhow!("{e}"))?;
         failed += hooks.run(phase, &s.name, &s.addr).await;
     }
-    if let (crate::hooks::Phase::PostUp, Some(h)) = (phase, &cli.health) {
-        health_call(h, "POST", "/post-up-done")
-            .await
-            .with_context(|| format!("hook post-up: reporting to {h}"))?;
+    let report = match phase {
+        Phase::PostUp => Some(format!("/post-up-done?failed={failed}")),
+        Phase::PreDown => Some("/drain-inbound".to_string()),
+        _ => None,
+    };
+    if let (Some(path), Some(h)) = (report, &cli.health) {
+        match crate::health::call(h, "POST", &path).await {
+            Ok((200, _)) => {}
+            Ok((code, body)) => {
+                tracing::error!(health = %h, path = %path, code, body = %body.trim(), "hook: the engine refused the report")
+            }
+            Err(e) => {
+                tracing::error!(health = %h, path = %path, error = %e, "hook: cannot report to the engine")
+            }
+        }
     }
-    Ok(if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
+    if failed > 0 {
+        tracing::warn!(phase = ?phase, failed, "hook commands failed");
+    }
+    Ok(match phase {
+        Phase::PostUp | Phase::PreDown => ExitCode::SUCCESS,
+        _ if failed == 0 => ExitCode::SUCCESS,
+        _ => ExitCode::from(1),
     })
+}
+
+/// `gost-proxy await [--health addr] [--timeout 120s] [--shutdown] -- CMD ARG…`: waits until the
+/// sidecar is ready, runs CMD, and with `--shutdown` stops the sidecar afterwards
+/// (`POST /shutdown`), so a Job's pod completes without native sidecars. Exits with CMD's code.
+pub async fn run_await(args: &[String]) -> anyhow::Result<ExitCode> {
+    let mut health = crate::health::DEFAULT_ADDR.to_string();
+    let mut timeout = Duration::from_secs(120);
+    let mut shutdown = false;
+    let mut it = args.iter().skip(1);
+    let mut cmd: Vec<String> = Vec::new();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--health" => health = it.next().cloned().ok_or_else(|| anyhow!("await: --health needs an address"))?,
+            "--timeout" => {
+                let v = it.next().ok_or_else(|| anyhow!("await: --timeout needs a duration"))?;
+                timeout = gost_config::parse_go_duration(v)
+                    .map_err(|e| anyhow!("await: --timeout {v:?}: {e}"))?;
+            }
+            "--shutdown" => shutdown = true,
+            "--" => {
+                cmd = it.by_ref().cloned().collect();
+            }
+            other => bail!("await: unexpected argument {other:?} (usage: gost-proxy await [--health addr] [--timeout d] [--shutdown] -- CMD ARG…)"),
+        }
+    }
+    let Some((prog, rest)) = cmd.split_first() else {
+        bail!("await: no command given after --");
+    };
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if crate::health::call(&health, "GET", "/ready")
+            .await
+            .ok()
+            .map(|r| r.0)
+            == Some(200)
+        {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("await: the sidecar at {health} was not ready after {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let status = tokio::process::Command::new(prog)
+        .args(rest)
+        .status()
+        .await
+        .with_context(|| format!("await: cannot run {prog:?}"))?;
+    if shutdown {
+        if let Err(e) = crate::health::call(&health, "POST", "/shutdown").await {
+            eprintln!("gost-proxy await: cannot stop the sidecar at {health}: {e}");
+        }
+    }
+    Ok(ExitCode::from(
+        status.code().map_or(1, |c| c.clamp(0, 255) as u8),
+    ))
 }
 
 /// Runs the engine until SIGTERM/SIGINT; SIGHUP re-reads every source and applies it.
@@ -414,6 +401,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if cli.positional.first().map(String::as_str) == Some("hook") {
         return run_hook(&cli).await;
     }
+
     if let Some(p) = cli.positional.first() {
         bail!("unexpected argument {p:?}\n{}", crate::args::USAGE);
     }
@@ -487,13 +475,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Some(m) = cfg.metrics.clone().filter(|m| !m.addr.is_empty()) {
         serve_metrics(m, Arc::clone(&engine)).await?;
     }
+    let shutdown = tokio_util::sync::CancellationToken::new();
     if let Some(h) = &cli.health {
-        let health = Health {
+        let health = crate::health::EngineHealth {
             engine: Arc::clone(&engine),
             external_hooks: cli.external_hooks,
-            post_up_done: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            post_up_done: Default::default(),
+            post_up_failed: Default::default(),
+            shutdown: shutdown.clone(),
         };
-        serve_health(h.clone(), health).await?;
+        let bound =
+            crate::health::serve(h, health.handler()).with_context(|| format!("--health {h}"))?;
+        tracing::info!(addr = %bound, "health endpoint listening");
     }
     let report = match engine.apply(cfg).await {
         Ok(r) => r,
@@ -530,6 +523,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
+            _ = shutdown.cancelled() => {
+                tracing::info!("shutdown requested on the health endpoint");
+                break;
+            }
             _ = hup.recv() => {
                 match reload().await {
                     Ok(r) => tracing::info!(added = ?r.added, changed = ?r.changed, removed = ?r.removed, "reloaded (SIGHUP)"),

@@ -268,6 +268,26 @@ impl Engine {
             .all(|r| r.svc.is_ready())
     }
 
+    /// `preDown` done, the pod is stopping: services bound to a non-loopback address (inbound
+    /// traffic) stop accepting and their connections drain in the background; services bound
+    /// to loopback (egress for the pod's own containers) keep serving until shutdown. Returns
+    /// the names of the services stopped.
+    pub async fn drain_inbound(&self) -> Vec<String> {
+        let running = self.services.lock().await;
+        let mut stopped = Vec::new();
+        for r in running.values() {
+            let ip = r.svc.local_addr().ip();
+            let loopback = ip.is_loopback()
+                || matches!(ip, std::net::IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()));
+            if !loopback && r.svc.is_ready() {
+                r.svc.stop_listening();
+                stopped.push(r.svc.name.clone());
+            }
+        }
+        tracing::info!(services = ?stopped, "inbound services stopped accepting (preDown); egress keeps serving");
+        stopped
+    }
+
     /// Services that fail closed (`failClosed` metadata), with their reasons.
     pub async fn failed_closed(&self) -> Vec<(String, String)> {
         self.services

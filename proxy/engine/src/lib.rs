@@ -27,6 +27,7 @@ pub mod error;
 pub mod fail_closed;
 pub mod files;
 pub mod handler;
+pub mod health;
 pub mod hooks;
 pub mod io;
 pub mod listener;

@@ -15,6 +15,10 @@ fn main() -> ExitCode {
         }
     };
     let result = rt.block_on(async {
+        // `await` takes a command after `--`, so it is dispatched before `--` groups are split
+        if args.first().map(String::as_str) == Some("await") {
+            return gost_engine::app::run_await(&args).await;
+        }
         if let Some(groups) = gost_engine::args::split_groups(&args) {
             return gost_engine::supervise::run(groups).await;
         }

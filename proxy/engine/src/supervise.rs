@@ -21,8 +21,31 @@ pub fn child_guard(id: &str) {
     }
 }
 
-/// Runs each group as a child and supervises them.
-pub async fn run(groups: Vec<Vec<String>>) -> anyhow::Result<ExitCode> {
+/// Takes `--health ADDR` / `--health=ADDR` out of a group's arguments.
+fn take_health(g: &mut Vec<String>) -> Option<String> {
+    let i = g
+        .iter()
+        .position(|a| a == "--health" || a.starts_with("--health="))?;
+    let a = g.remove(i);
+    match a.strip_prefix("--health=") {
+        Some(v) => Some(v.to_string()),
+        None if i < g.len() => Some(g.remove(i)),
+        None => None,
+    }
+}
+
+/// A free loopback port for a group's own health endpoint.
+fn loopback_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Runs each group as a child and supervises them. A `--health` address given to any group is
+/// served by the supervisor for all of them ([`crate::health::aggregate`]): every group then
+/// gets a loopback health endpoint of its own, so readiness and `hook post-up` cover every
+/// process, `Dedicated` ones included.
+pub async fn run(mut groups: Vec<Vec<String>>) -> anyhow::Result<ExitCode> {
     use tokio::signal::unix::{signal, SignalKind};
     // Registered before the children exist, so no signal falls through to the default action.
     let mut term = signal(SignalKind::terminate())?;
@@ -30,6 +53,23 @@ pub async fn run(groups: Vec<Vec<String>>) -> anyhow::Result<ExitCode> {
     let mut hup = signal(SignalKind::hangup())?;
     let exe = std::env::current_exe()?;
     let parent = std::process::id().to_string();
+    let mut health = None;
+    for g in &mut groups {
+        if let Some(h) = take_health(g) {
+            health.get_or_insert(h);
+        }
+    }
+    if let Some(h) = &health {
+        let mut inner = Vec::new();
+        for g in &mut groups {
+            let a = format!("127.0.0.1:{}", loopback_port()?);
+            g.extend(["--health".to_string(), a.clone()]);
+            inner.push(a);
+        }
+        let bound = crate::health::serve(h, crate::health::aggregate(inner))
+            .map_err(|e| anyhow::anyhow!("--health {h}: {e}"))?;
+        eprintln!("gost-proxy: health endpoint for every group on {bound}");
+    }
     let mut children = Vec::new();
     for (i, g) in groups.iter().enumerate() {
         let child = tokio::process::Command::new(&exe)
