@@ -22,11 +22,12 @@ m = re.search(r"^FROM\s+scratch\s+AS\s+%s\s*$(.*?)(?=^FROM\s|\Z)" % re.escape(ta
 if not m:
     sys.exit(f"Dockerfile has no `FROM scratch AS {target}` stage")
 body = [l.strip() for l in m.group(1).splitlines() if l.strip() and not l.strip().startswith("#")]
-want = {"env": [], "ports": set()}
+want = {"env": [], "ports": set(), "copies": []}
 for l in body:
     k, _, v = l.partition(" ")
     if k == "COPY":
-        want["copy"] = v.split()[-1]
+        frm, src, dst = v.split()
+        want["copies"].append((frm.split("=", 1)[1], src, dst))
     elif k == "USER":
         want["user"] = v.strip()
     elif k == "ENTRYPOINT":
@@ -50,18 +51,22 @@ cmp("ExposedPorts", set(cfg.get("ExposedPorts", {})), want["ports"])
 cmp("Env", cfg.get("Env", []), want["env"])
 layer = gzip.decompress(blobs[manifest["layers"][0]["digest"][7:]])
 lt = tarfile.open(fileobj=io.BytesIO(layer))
-dest = want.get("copy", "").lstrip("/")
-try:
-    member = lt.getmember(dest)
-    data = lt.extractfile(member).read()
-    cmp("binary mode", oct(member.mode), oct(0o755))
-    cmp("binary sha256", hashlib.sha256(data).hexdigest(), hashlib.sha256(open(built, "rb").read()).hexdigest())
-except KeyError:
-    problems.append(f"no file {dest} in the image (Dockerfile copies the binary there)")
+sha = lambda b: hashlib.sha256(b).hexdigest()
+for frm, src, dst in want["copies"]:
+    # the build stage's /out/FILE is the static build in the cargo target directory; another
+    # stage's file is this machine's (the stage installs a Debian package)
+    expected = built if frm == "build" else src
+    try:
+        member = lt.getmember(dst.lstrip("/"))
+        data = lt.extractfile(member).read()
+        cmp(f"{dst} mode", oct(member.mode), oct(0o755))
+        cmp(f"{dst} sha256", sha(data), sha(open(expected, "rb").read()))
+    except KeyError:
+        problems.append(f"no file {dst} in the image (the Dockerfile copies {src} from stage {frm} there)")
 if problems:
     print("\n".join(problems))
     sys.exit(1)
-print(f"entrypoint {cfg['Entrypoint']}, user {cfg['User']}, ports {sorted(want['ports'])}, binary /{dest}")
+print(f"entrypoint {cfg['Entrypoint']}, user {cfg['User']}, ports {sorted(want['ports'])}, files {[c[2] for c in want['copies']]}")
 PY
   ); then
     log "IMAGE DRIFT $ref vs Dockerfile target $name:"

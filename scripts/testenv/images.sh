@@ -52,12 +52,13 @@ mkimage() {
 dockerfile_image() {
   local name=$1 bin=$2 hash ref tar out=$work/out-$1
   "$REPO_ROOT/scripts/build-static.sh" "$out" "$bin" || return 1
-  hash=$( (sha256sum "$out/$bin" "$REPO_ROOT/Dockerfile" "$TESTENV_DIR/images/mkoci.py" | cut -d' ' -f1) | sha256sum | cut -c1-12)
+  hash=$( (sha256sum "$out/$bin" "$REPO_ROOT/Dockerfile" "$TESTENV_DIR/images/mkoci.py" /bin/busybox | cut -d' ' -f1) | sha256sum | cut -c1-12)
   ref=localhost/kubegost/$name:$hash
   tar=$IMAGES_DIR/$name-$hash.tar
   if [[ ! -f $tar ]]; then
+    # the hook-tools stage only installs busybox-static: install-deps.sh puts it on this machine
     python3 "$TESTENV_DIR/images/mkoci.py" --dockerfile "$REPO_ROOT/Dockerfile" --target "$name" \
-      "$tar.tmp" "$ref" "$out" >/dev/null
+      "$tar.tmp" "$ref" "$out" hook-tools=/ >/dev/null
     mv "$tar.tmp" "$tar"
   fi
   echo "$ref $tar" >"$IMAGES_DIR/$name.ref"

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """mkoci.py OUT.tar REF ENTRYPOINT SRC:DST [SRC:DST ...]
-   mkoci.py --dockerfile DOCKERFILE --target STAGE OUT.tar REF BUILD_OUT_DIR
+   mkoci.py --dockerfile DOCKERFILE --target STAGE OUT.tar REF BUILD_OUT_DIR [STAGE=ROOT ...]
 
 Write an OCI image-layout tarball (one gzip layer, deterministic) for
 `ctr -n k8s.io images import`. No registry, no daemon. The index carries
@@ -8,7 +8,9 @@ io.containerd.image.name=REF so the import names the image exactly REF.
 
 With --dockerfile, the image is the final stage STAGE of the Dockerfile, built
 without Docker: each `COPY --from=build /out/X DST` takes X from BUILD_OUT_DIR,
-and ENV, USER, EXPOSE, WORKDIR and ENTRYPOINT (exec form) become the image
+`COPY --from=OTHER SRC DST` takes SRC under the ROOT given for OTHER (for a stage
+that only installs a Debian package, the root of this machine with that package
+installed), and ENV, USER, EXPOSE, WORKDIR and ENTRYPOINT (exec form) become the image
 config. Any other instruction in the stage is an error, so the image can never
 silently differ from what `docker build --target STAGE` produces."""
 import gzip
@@ -54,9 +56,12 @@ def stage(dockerfile, target):
             sys.exit(f"{dockerfile}: stage {target} must be FROM scratch to be built without Docker")
         if instr == "COPY":
             words = shlex.split(rest)
-            if len(words) != 3 or words[0] != "--from=build" or not words[1].startswith("/out/"):
-                sys.exit(f"{dockerfile}: stage {target}: only `COPY --from=build /out/FILE DEST` is supported, not {line!r}")
-            files.append((os.path.basename(words[1]), words[2]))
+            if len(words) != 3 or not words[0].startswith("--from="):
+                sys.exit(f"{dockerfile}: stage {target}: only `COPY --from=STAGE SRC DEST` is supported, not {line!r}")
+            src_stage = words[0][len("--from="):]
+            if src_stage == "build" and not words[1].startswith("/out/"):
+                sys.exit(f"{dockerfile}: stage {target}: COPY --from=build must take /out/FILE, not {line!r}")
+            files.append((src_stage, words[1], words[2]))
         elif instr == "ENV":
             k, sep, v = rest.partition("=")
             if not sep or " " in k:
@@ -88,11 +93,19 @@ def stage(dockerfile, target):
 def main():
     args = sys.argv[1:]
     if args[:1] == ["--dockerfile"]:
-        if len(args) != 7 or args[2] != "--target":
+        if len(args) < 7 or args[2] != "--target":
             sys.exit(__doc__)
         dockerfile, target, out, ref, build_out = args[1], args[3], args[4], args[5], args[6]
-        names, cfg = stage(dockerfile, target)
-        files = [(os.path.join(build_out, n), dst) for n, dst in names]
+        roots = dict(a.split("=", 1) for a in args[7:])
+        copies, cfg = stage(dockerfile, target)
+        files = []
+        for src_stage, src, dst in copies:
+            if src_stage == "build":
+                files.append((os.path.join(build_out, os.path.basename(src)), dst))
+            elif src_stage in roots:
+                files.append((os.path.join(roots[src_stage], src.lstrip("/")), dst))
+            else:
+                sys.exit(f"{dockerfile}: stage {target} copies from stage {src_stage}: give its root as {src_stage}=DIR")
     else:
         if len(args) < 4:
             sys.exit(__doc__)
