@@ -78,6 +78,37 @@ pub struct Args {
         default_value = "localhost/kubegost/proxy:latest"
     )]
     pub proxy_image: String,
+    /// Address of the injection webhook (HTTPS, `POST /mutate`); empty: no webhook.
+    #[arg(long, env = "KUBEGOST_WEBHOOK_ADDR", default_value = "[::]:9443")]
+    pub webhook_addr: String,
+    /// Secret (in --namespace) with the webhook's serving certificate.
+    #[arg(
+        long,
+        env = "KUBEGOST_WEBHOOK_SECRET",
+        default_value = "gost-operator-webhook-tls"
+    )]
+    pub webhook_secret: String,
+    /// The webhook's Service (its DNS names go into the certificate).
+    #[arg(
+        long,
+        env = "KUBEGOST_WEBHOOK_SERVICE",
+        default_value = "gost-operator-webhook"
+    )]
+    pub webhook_service: String,
+    /// MutatingWebhookConfiguration whose caBundle the leader keeps current (`self` mode).
+    #[arg(long, env = "KUBEGOST_WEBHOOK_CONFIG")]
+    pub webhook_config: Option<String>,
+    /// `self`: the operator makes and rotates the certificate; `external`: cert-manager (or
+    /// anyone) writes the Secret and the caBundle.
+    #[arg(long, env = "KUBEGOST_WEBHOOK_CERT_MODE", default_value = "self", value_parser = ["self", "external"])]
+    pub webhook_cert_mode: String,
+    /// Validity of a serving certificate the operator issues (Go duration); a new one is issued
+    /// once a third is left.
+    #[arg(long, env = "KUBEGOST_WEBHOOK_CERT_VALIDITY", default_value = "2160h")]
+    pub webhook_cert_validity: String,
+    /// Extra names (DNS or IP) in the serving certificate, comma-separated.
+    #[arg(long, env = "KUBEGOST_WEBHOOK_EXTRA_SANS", default_value = "")]
+    pub webhook_extra_sans: String,
     /// Native sidecars for injected pods: `auto` (on when the API server is 1.29+), `on`, `off`.
     #[arg(long, env = "KUBEGOST_PROXY_NATIVE_SIDECARS", default_value = "auto", value_parser = ["auto", "on", "off"])]
     pub proxy_native_sidecars: String,
@@ -139,6 +170,9 @@ pub enum AppError {
     /// Signal handlers could not be installed.
     #[error("signals: {0}")]
     Signals(#[source] std::io::Error),
+    /// A flag has a value that cannot be used.
+    #[error("{0}")]
+    Flag(String),
     /// The log filter does not parse.
     #[error("--log-level {0:?}: {1}")]
     LogLevel(String, String),
@@ -178,6 +212,53 @@ impl Args {
             }),
             concurrency: self.concurrency,
         }
+    }
+
+    /// The webhook's address, `None` when it is off.
+    pub fn webhook_addr(&self) -> Result<Option<SocketAddr>, AppError> {
+        let a = self.webhook_addr.trim();
+        if a.is_empty() {
+            return Ok(None);
+        }
+        gost_engine::addr::parse_listen_addr(a)
+            .map(Some)
+            .ok_or_else(|| {
+                AppError::Flag(format!(
+                    "--webhook-addr {a:?}: expected host:port such as [::]:9443"
+                ))
+            })
+    }
+
+    /// Certificate settings from the flags.
+    pub fn cert_settings(&self) -> Result<crate::certs::CertSettings, AppError> {
+        let validity =
+            gost_config::parse_go_duration(&self.webhook_cert_validity).map_err(|e| {
+                AppError::Flag(format!(
+                    "--webhook-cert-validity {:?}: {e}",
+                    self.webhook_cert_validity
+                ))
+            })?;
+        if validity < Duration::from_secs(3) {
+            return Err(AppError::Flag(format!(
+                "--webhook-cert-validity {:?}: at least 3s",
+                self.webhook_cert_validity
+            )));
+        }
+        Ok(crate::certs::CertSettings {
+            namespace: self.namespace.clone(),
+            secret: self.webhook_secret.clone(),
+            service: self.webhook_service.clone(),
+            webhook_config: non_empty(&self.webhook_config),
+            self_managed: self.webhook_cert_mode == "self",
+            validity,
+            extra_sans: self
+                .webhook_extra_sans
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
+        })
     }
 
     fn identity(&self) -> String {
@@ -259,19 +340,96 @@ pub async fn run(args: Args) -> Result<(), AppError> {
         }
         wait = (wait * 2).min(Duration::from_secs(10));
     }
-    health.ready.store(true, Ordering::Relaxed);
-
     let identity = args.identity();
+    // native sidecars: `auto` is on from Kubernetes 1.29
+    let mut settings = args.settings();
+    if args.proxy_native_sidecars == "auto" {
+        let v = client.apiserver_version().await.ok();
+        let minor: u32 = v
+            .as_ref()
+            .map(|v| v.minor.trim_end_matches('+').parse().unwrap_or(0))
+            .unwrap_or(0);
+        settings.inject.native_sidecars = minor >= 29;
+        tracing::info!(
+            minor,
+            native_sidecars = settings.inject.native_sidecars,
+            "native sidecars (auto)"
+        );
+    }
+    let certs = args.cert_settings()?;
+    // every replica: GostServices for the webhook, the serving certificate, the HTTPS server
+    let webhook_stop = CancellationToken::new();
+    let mut webhook_tasks = Vec::new();
+    let webhook_addr = args.webhook_addr()?;
+    if let Some(addr) = webhook_addr {
+        let r = Arc::new(crate::certs::CertResolver::default());
+        let (store, writer) = kube::runtime::reflector::store::<crate::crd::GostService>();
+        let api: kube::Api<crate::crd::GostService> = match &settings.watch_namespace {
+            Some(ns) => kube::Api::namespaced(client.clone(), ns),
+            None => kube::Api::all(client.clone()),
+        };
+        let stop = webhook_stop.clone();
+        webhook_tasks.push(tokio::spawn(async move {
+            use futures::StreamExt;
+            use kube::runtime::WatchStreamExt;
+            kube::runtime::watcher(api, Default::default())
+                .default_backoff()
+                .reflect(writer)
+                .applied_objects()
+                .take_until(stop.cancelled_owned())
+                .for_each(|_| async {})
+                .await;
+        }));
+        webhook_tasks.push(tokio::spawn(crate::certs::load_loop(
+            client.clone(),
+            certs.clone(),
+            Arc::clone(&r),
+            metrics.cert_expiry.clone(),
+            Duration::from_secs(2),
+            webhook_stop.clone(),
+        )));
+        let st = Arc::new(crate::webhook::WebhookState {
+            gostservices: store.clone(),
+            settings: settings.inject.clone(),
+            operator_namespace: args.namespace.clone(),
+            metrics: metrics.injection.clone(),
+        });
+        webhook_tasks.push(
+            crate::webhook::serve(addr, st, Arc::clone(&r), webhook_stop.clone())
+                .await
+                .map_err(|source| AppError::Bind { addr, source })?,
+        );
+        // ready once the certificate is loaded and the GostServices are known
+        let ready = Arc::clone(&health);
+        let stop = shutdown.clone();
+        webhook_tasks.push(tokio::spawn(async move {
+            let _ = store.wait_until_ready().await;
+            while !r.loaded() {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                }
+            }
+            ready.ready.store(true, Ordering::Relaxed);
+            tracing::info!("webhook ready");
+        }));
+    } else {
+        health.ready.store(true, Ordering::Relaxed);
+    }
+
     let reporter = Reporter {
         controller: "gost-operator".into(),
         instance: Some(identity.clone()),
     };
-    let settings = args.settings();
+    let leader_work = LeaderWork {
+        settings,
+        certs: (webhook_addr.is_some() && certs.self_managed).then_some(certs),
+    };
     if args.leader_elect {
         lead(
             &args,
             client,
-            settings,
+            leader_work,
             Arc::clone(&metrics),
             reporter,
             identity,
@@ -281,27 +439,58 @@ pub async fn run(args: Args) -> Result<(), AppError> {
     } else {
         tracing::info!("leader election off: running the controllers");
         metrics.leader.set(1);
-        controller::run(
-            client,
-            settings,
-            Arc::clone(&metrics),
-            reporter,
-            shutdown.clone(),
-        )
-        .await;
+        leader_work
+            .run(client, Arc::clone(&metrics), reporter, shutdown.clone())
+            .await;
     }
     health.ready.store(false, Ordering::Relaxed);
+    webhook_stop.cancel();
+    for t in webhook_tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+    }
     http_stop.cancel();
     let _ = http.await;
     tracing::info!("stopped");
     Ok(())
 }
 
+/// What only the leader runs.
+#[derive(Clone)]
+struct LeaderWork {
+    settings: Settings,
+    /// Webhook certificate maintenance (`self` mode).
+    certs: Option<crate::certs::CertSettings>,
+}
+
+impl LeaderWork {
+    async fn run(
+        self,
+        client: Client,
+        metrics: Arc<Metrics>,
+        reporter: Reporter,
+        stop: CancellationToken,
+    ) {
+        let certs = self.certs.clone().map(|c| {
+            let period = (c.validity / 6).clamp(Duration::from_secs(1), Duration::from_secs(60));
+            tokio::spawn(crate::certs::maintain(
+                client.clone(),
+                c,
+                period,
+                stop.clone(),
+            ))
+        });
+        controller::run(client, self.settings, metrics, reporter, stop).await;
+        if let Some(t) = certs {
+            let _ = t.await;
+        }
+    }
+}
+
 /// Holds the Lease while it can and runs the controllers exactly while holding it.
 async fn lead(
     args: &Args,
     client: Client,
-    settings: Settings,
+    settings: LeaderWork,
     metrics: Arc<Metrics>,
     reporter: Reporter,
     identity: String,
@@ -335,9 +524,8 @@ async fn lead(
                 tracing::info!(identity = %identity, "became leader: starting the controllers");
                 metrics.leader.set(1);
                 let stop = CancellationToken::new();
-                let handle = tokio::spawn(controller::run(
+                let handle = tokio::spawn(settings.clone().run(
                     client.clone(),
-                    settings.clone(),
                     Arc::clone(&metrics),
                     reporter.clone(),
                     stop.clone(),

@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod certs;
 pub mod controller;
 pub mod crd;
 pub mod crdgen;
@@ -26,3 +27,4 @@ pub mod reconcile;
 pub mod render;
 pub mod server;
 pub mod status;
+pub mod webhook;

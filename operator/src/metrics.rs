@@ -33,6 +33,10 @@ pub struct Metrics {
     duration: Family<ControllerLabels, Histogram>,
     /// 1 while this replica holds the leader Lease.
     pub leader: Gauge,
+    /// The webhook's `kubegost_injection_*` counters.
+    pub injection: crate::webhook::InjectionMetrics,
+    /// Unix time at which the webhook's serving certificate expires.
+    pub cert_expiry: Gauge,
 }
 
 impl Default for Metrics {
@@ -73,12 +77,22 @@ impl Metrics {
             "1 while this replica holds the leader Lease and runs the controllers",
             leader.clone(),
         );
+        let injection = crate::webhook::InjectionMetrics::default();
+        injection.register(&mut registry);
+        let cert_expiry = Gauge::default();
+        registry.register(
+            "kubegost_webhook_certificate_expiry_seconds",
+            "Unix time at which the webhook's serving certificate expires",
+            cert_expiry.clone(),
+        );
         Metrics {
             registry,
             reconciles,
             errors,
             duration,
             leader,
+            injection,
+            cert_expiry,
         }
     }
 

@@ -862,6 +862,23 @@ async fn k8s_l1_chart_templates_are_accepted_by_the_api_server() -> Result<()> {
         let mut args = vec!["template", "dry", chart, "--namespace", RELEASE];
         args.extend(extra.iter().copied());
         let rendered = helm(&cluster, &args)?;
+        // cert-manager's Certificate needs cert-manager's CRDs, which this cluster does not have
+        if extra.iter().any(|a| a.contains("certManager.enabled=true")) {
+            assert!(rendered.contains("kind: Certificate\n"), "{rendered}");
+            assert!(
+                rendered.contains("cert-manager.io/inject-ca-from"),
+                "{rendered}"
+            );
+            assert!(
+                rendered.contains("--webhook-cert-mode=external"),
+                "{rendered}"
+            );
+        }
+        let rendered = rendered
+            .split("\n---\n")
+            .filter(|d| !d.contains("kind: Certificate\n"))
+            .collect::<Vec<_>>()
+            .join("\n---\n");
         let out = kubectl(
             &cluster,
             &["apply", "--dry-run=server", "-f", "-"],
@@ -893,5 +910,310 @@ async fn k8s_l1_chart_templates_are_accepted_by_the_api_server() -> Result<()> {
         err.contains("webhook.failurePolicy must be Fail or Ignore"),
         "{err}"
     );
+    Ok(())
+}
+
+/// The serving certificate the webhook presents right now (PEM of the leaf).
+async fn served_cert(port: u16) -> Result<Vec<u8>> {
+    use std::sync::Arc;
+    #[derive(Debug)]
+    struct Any;
+    impl rustls::client::danger::ServerCertVerifier for Any {
+        fn verify_server_cert(
+            &self,
+            _: &rustls::pki_types::CertificateDer<'_>,
+            _: &[rustls::pki_types::CertificateDer<'_>],
+            _: &rustls::pki_types::ServerName<'_>,
+            _: &[u8],
+            _: rustls::pki_types::UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            _: &[u8],
+            _: &rustls::pki_types::CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        }
+        fn verify_tls13_signature(
+            &self,
+            _: &[u8],
+            _: &rustls::pki_types::CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            rustls::crypto::ring::default_provider()
+                .signature_verification_algorithms
+                .supported_schemes()
+        }
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .dangerous()
+    .with_custom_certificate_verifier(Arc::new(Any))
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(rustls::pki_types::ServerName::try_from("127.0.0.1")?, tcp)
+        .await?;
+    let (_, conn) = tls.get_ref();
+    Ok(conn.peer_certificates().context("no certificate")?[0].to_vec())
+}
+
+fn pem_der(pem: &str) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+        .unwrap()
+        .to_vec()
+}
+
+#[tokio::test]
+async fn k8s_l1_operator_webhook_injects_denies_conflicts_and_rotates_its_certificate() -> Result<()>
+{
+    let test = "k8s_l1_operator_webhook_injects_denies_conflicts_and_rotates_its_certificate";
+    let Some(cluster) = testenv::cluster(1, test).await else {
+        return Ok(());
+    };
+    use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+    let mut ns = cluster.namespace().await?;
+    installed(&cluster);
+    // the chart's names for the release's webhook (its RBAC allows exactly these)
+    let (mwc_name, tls_secret) = (RELEASE.to_string(), format!("{RELEASE}-webhook-tls"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    // the API server calls the operator on loopback (url instead of a Service at level 1)
+    let mwcs: Api<MutatingWebhookConfiguration> = Api::all(cluster.client.clone());
+    let _mwc_guard =
+        testenv::DeleteOnDrop::of::<MutatingWebhookConfiguration>(&cluster, None, &mwc_name);
+    let mwc: MutatingWebhookConfiguration = serde_json::from_value(serde_json::json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": mwc_name},
+        "webhooks": [{
+            "name": "inject.kubegost.io",
+            "admissionReviewVersions": ["v1"],
+            "clientConfig": {"url": format!("https://127.0.0.1:{port}/mutate")},
+            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"], "scope": "Namespaced"}],
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns.name}},
+            "objectSelector": {"matchExpressions": [{"key": "kubegost.io/inject", "operator": "NotIn", "values": ["false"]}]},
+            "sideEffects": "None", "timeoutSeconds": 5, "failurePolicy": "Fail", "reinvocationPolicy": "IfNeeded",
+        }],
+    }))?;
+    let _ = mwcs.delete(&mwc_name, &DeleteParams::default()).await;
+    mwcs.create(&PostParams::default(), &mwc).await?;
+    let secrets_sys: Api<Secret> = Api::namespaced(cluster.client.clone(), RELEASE);
+    let _ = secrets_sys
+        .delete(&tls_secret, &DeleteParams::default())
+        .await;
+    let mut op = Operator::start_with(
+        &cluster,
+        &ns.name,
+        &[
+            &format!("--webhook-addr=127.0.0.1:{port}"),
+            "--webhook-extra-sans=127.0.0.1",
+            &format!("--webhook-config={mwc_name}"),
+            &format!("--webhook-secret={tls_secret}"),
+            "--webhook-service=kubegost-l1-webhook",
+            "--webhook-cert-validity=24s",
+            "--proxy-image=localhost/kubegost/proxy:l1",
+        ],
+    )
+    .await;
+    // the leader wrote the CA into the webhook configuration
+    let ca = wait_for("caBundle set", Duration::from_secs(30), || async {
+        let m = mwcs.get(&mwc_name).await?;
+        Ok(m.webhooks.unwrap_or_default()[0]
+            .client_config
+            .ca_bundle
+            .clone())
+    })
+    .await?;
+    let s = secrets_sys.get(&tls_secret).await?;
+    assert_eq!(
+        ca.0,
+        s.data.as_ref().unwrap()["ca.crt"].0,
+        "caBundle is the Secret's CA"
+    );
+
+    apply_examples(&cluster, &ns.name, EGRESS_ONLY)?;
+    let gsvcs: Api<GostService> = Api::namespaced(cluster.client.clone(), &ns.name);
+    ready_all(&gsvcs, &["web-egress"]).await?;
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &ns.name);
+    let mk = |name: &str, labels: serde_json::Value| -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": labels},
+            "spec": {"containers": [{"name": "app", "image": "app:1"}]},
+        }))
+        .unwrap()
+    };
+    // a selected pod is admitted with the sidecar (the webhook's reflector may lag a moment)
+    let injected = wait_for(
+        "a pod admitted with the sidecar",
+        Duration::from_secs(30),
+        || async {
+            let _ = pods
+                .delete(
+                    "web-1",
+                    &DeleteParams {
+                        grace_period_seconds: Some(0),
+                        ..Default::default()
+                    },
+                )
+                .await;
+            wait_for("old pod gone", Duration::from_secs(10), || async {
+                Ok(pods.get_opt("web-1").await?.is_none().then_some(()))
+            })
+            .await?;
+            let p = pods
+                .create(
+                    &PostParams::default(),
+                    &mk("web-1", serde_json::json!({"app": "web"})),
+                )
+                .await?;
+            Ok(gost_operator::inject::is_injected(&p).then_some(p))
+        },
+    )
+    .await?;
+    let spec = injected.spec.clone().unwrap();
+    let sidecar = spec
+        .init_containers
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|c| c.name == "gost-proxy")
+        .unwrap();
+    assert_eq!(
+        sidecar.restart_policy.as_deref(),
+        Some("Always"),
+        "native sidecar"
+    );
+    assert_eq!(
+        sidecar.image.as_deref(),
+        Some("localhost/kubegost/proxy:l1")
+    );
+    assert!(sidecar.startup_probe.is_some() && sidecar.readiness_probe.is_some());
+    let sc = sidecar.security_context.as_ref().unwrap();
+    assert_eq!(
+        (sc.run_as_non_root, sc.read_only_root_filesystem),
+        (Some(true), Some(true))
+    );
+    assert!(
+        sidecar
+            .volume_mounts
+            .iter()
+            .flatten()
+            .all(|m| !m.mount_path.contains("serviceaccount")),
+        "the sidecar has no service-account token"
+    );
+    let ann = injected.metadata.annotations.clone().unwrap();
+    assert_eq!(ann["kubectl.kubernetes.io/default-container"], "app");
+    assert!(ann["kubegost.io/status"].contains("web-egress"));
+    // opted out, and not selected: unchanged
+    let p = pods
+        .create(
+            &PostParams::default(),
+            &mk(
+                "out-1",
+                serde_json::json!({"app": "web", "kubegost.io/inject": "false"}),
+            ),
+        )
+        .await?;
+    assert!(!gost_operator::inject::is_injected(&p));
+    let p = pods
+        .create(
+            &PostParams::default(),
+            &mk("db-1", serde_json::json!({"app": "db"})),
+        )
+        .await?;
+    assert!(!gost_operator::inject::is_injected(&p));
+
+    // a conflict is a denial naming both GostServices
+    apply(
+        &cluster,
+        &ns.name,
+        "apiVersion: kubegost.io/v1alpha1\nkind: GostService\nmetadata: {name: clash}\nspec:\n  selector: {matchLabels: {app: web}}\n  services: [{name: s5, addr: \"127.0.0.1:8080\", handler: {type: socks5}}]\n",
+    )?;
+    let denied = wait_for("a denial", Duration::from_secs(30), || async {
+        match pods
+            .create(
+                &PostParams::default(),
+                &mk("web-2", serde_json::json!({"app": "web"})),
+            )
+            .await
+        {
+            Err(kube::Error::Api(e)) => Ok(Some(e.message)),
+            Ok(_) => {
+                pods.delete("web-2", &DeleteParams::default()).await?;
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    })
+    .await?;
+    assert!(
+        denied.contains("GostService clash/s5")
+            && denied.contains("GostService web-egress/http-proxy"),
+        "{denied}"
+    );
+    gsvcs.delete("clash", &DeleteParams::default()).await?;
+
+    // rotation: a new serving certificate before the old one expires, served without a restart
+    let first = served_cert(port).await?;
+    assert_eq!(
+        first,
+        pem_der(&String::from_utf8_lossy(
+            &s.data.as_ref().unwrap()["tls.crt"].0
+        ))
+    );
+    let rotated = wait_for(
+        "a renewed certificate being served",
+        Duration::from_secs(40),
+        || async {
+            let c = served_cert(port).await?;
+            Ok((c != first).then_some(c))
+        },
+    )
+    .await?;
+    let s2 = secrets_sys.get(&tls_secret).await?;
+    assert_eq!(
+        rotated,
+        pem_der(&String::from_utf8_lossy(
+            &s2.data.as_ref().unwrap()["tls.crt"].0
+        ))
+    );
+    assert_eq!(
+        s2.data.as_ref().unwrap()["ca.crt"],
+        s.data.as_ref().unwrap()["ca.crt"],
+        "same CA"
+    );
+    // the API server still trusts it: pods are still admitted
+    let p = pods
+        .create(
+            &PostParams::default(),
+            &mk("web-3", serde_json::json!({"app": "web"})),
+        )
+        .await?;
+    assert!(gost_operator::inject::is_injected(&p));
+    assert!(
+        op.metric("kubegost_injection_injected_total")
+            .await
+            .unwrap_or(0.0)
+            >= 2.0
+    );
+    assert!(
+        op.metric("kubegost_webhook_certificate_expiry_seconds")
+            .await
+            .unwrap_or(0.0)
+            > 0.0
+    );
+    ns.success();
+    op.success();
     Ok(())
 }

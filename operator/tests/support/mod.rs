@@ -170,9 +170,14 @@ fn free_port() -> u16 {
 }
 
 impl Operator {
-    /// Starts the operator for namespace `ns` as the chart's ServiceAccount and waits until it
-    /// leads (its controllers run).
+    /// Starts the operator for namespace `ns` as the chart's ServiceAccount (no webhook) and
+    /// waits until it leads (its controllers run).
     pub async fn start(cluster: &Cluster, ns: &str) -> Operator {
+        Operator::start_with(cluster, ns, &["--webhook-addr="]).await
+    }
+
+    /// Like [`Operator::start`] with extra flags; waits until it leads and `/readyz` is 200.
+    pub async fn start_with(cluster: &Cluster, ns: &str, extra: &[&str]) -> Operator {
         let inst = installed(cluster);
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("operator.log");
@@ -191,6 +196,7 @@ impl Operator {
                 "--log-format=text",
                 "--log-level=info,kube=warn",
             ])
+            .args(extra)
             .env("KUBECONFIG", &inst.sa_kubeconfig)
             .env_remove("POD_NAME")
             .env_remove("POD_NAMESPACE")
@@ -210,7 +216,9 @@ impl Operator {
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if op.metric("kubegost_leader").await == Some(1.0) {
+            if op.metric("kubegost_leader").await == Some(1.0)
+                && op.get("/readyz").await.map(|r| r.0) == Some(200)
+            {
                 break;
             }
             if let Some(c) = op.child.as_mut() {
