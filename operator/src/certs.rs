@@ -349,7 +349,7 @@ pub async fn maintain_once(client: &Client, settings: &CertSettings) -> Result<(
                 .cloned()
         })
         .and_then(|v| v.parse::<k8s_openapi::jiff::Timestamp>().ok())
-        .and_then(|t| std::time::SystemTime::try_from(t).ok());
+        .map(std::time::SystemTime::from);
     let need = match (&current, not_after) {
         (Some(s), Some(na)) => due(na, settings.validity, now) || text(s, "tls.crt").is_none(),
         _ => true,
