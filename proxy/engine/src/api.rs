@@ -40,6 +40,41 @@ pub struct ApiContext {
     pub write: Arc<tokio::sync::Mutex<()>>,
 }
 
+/// The Web API context of this process, set once the engine exists; `api` handler services
+/// reach it through [`serve_handler`].
+pub type Slot = Arc<std::sync::OnceLock<Arc<ApiContext>>>;
+
+/// The `api` handler's way to serve a connection: HTTP/1 with the routes of the context in
+/// `slot` (refused while it is empty).
+pub fn serve_handler(slot: Slot) -> crate::handler::api::Serve {
+    Arc::new(move |stream, settings| {
+        let ctx = slot.get().cloned();
+        Box::pin(async move {
+            let Some(ctx) = ctx else {
+                return Err("the Web API is not available in this process".to_string());
+            };
+            let check = settings.auth.map(|a| {
+                Arc::new(move |u: &str, p: &str| a.authenticate(u, p).is_some()) as CredentialCheck
+            });
+            let app = router(
+                ctx,
+                ApiSettings {
+                    prefix: settings.prefix,
+                    check,
+                    accesslog: settings.accesslog,
+                },
+            );
+            hyper::server::conn::http1::Builder::new()
+                .serve_connection(
+                    hyper_util::rt::TokioIo::new(stream),
+                    hyper_util::service::TowerToHyperService::new(app),
+                )
+                .await
+                .map_err(|e| e.to_string())
+        })
+    })
+}
+
 /// Checks Basic credentials.
 pub type CredentialCheck = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
 

@@ -39,21 +39,8 @@ fn load_file(path: &Path) -> anyhow::Result<Config> {
 /// Files of a config directory in name order (`*.yaml`, `*.yml`, `*.json`; hidden entries such
 /// as Kubernetes' `..data` are skipped).
 pub fn dir_files(dir: &Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
-    let mut v: Vec<_> = std::fs::read_dir(dir)
-        .with_context(|| format!("-C {}: cannot read directory", dir.display()))?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            !name.starts_with('.')
-                && matches!(
-                    p.extension().and_then(|e| e.to_str()),
-                    Some("yaml" | "yml" | "json")
-                )
-        })
-        .collect();
-    v.sort();
-    Ok(v)
+    crate::watch::dir_files(dir)
+        .with_context(|| format!("-C {}: cannot read directory", dir.display()))
 }
 
 /// Reads one `-C` source.
@@ -426,12 +413,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
-    let engine = Engine::new(EngineOpts {
-        strict: cli.strict,
-        drain: cli.drain.unwrap_or(Duration::from_secs(30)),
-        metrics_client_label: !cli.no_client_label,
-        external_hooks: cli.external_hooks,
-    });
+    let api_slot = crate::api::Slot::default();
+    let kinds = crate::Kinds::builtin_with_api(crate::api::serve_handler(Arc::clone(&api_slot)));
+    let engine = Engine::with_kinds(
+        kinds,
+        EngineOpts {
+            strict: cli.strict,
+            drain: cli.drain.unwrap_or(Duration::from_secs(30)),
+            metrics_client_label: !cli.no_client_label,
+            external_hooks: cli.external_hooks,
+        },
+    );
     let write_lock = Arc::new(tokio::sync::Mutex::new(()));
     let reload: crate::api::ReloadFn = {
         let (cli, engine, lock) = (cli.clone(), Arc::clone(&engine), Arc::clone(&write_lock));
@@ -458,7 +450,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         save_path,
         write: write_lock,
     });
-    *engine.store.api.write() = Some(Arc::clone(&api_ctx));
+    let _ = api_slot.set(Arc::clone(&api_ctx));
     let mut _api_task = None;
     if let Some(a) = cfg.api.clone().filter(|a| !a.addr.is_empty()) {
         let app = crate::api::router(

@@ -10,16 +10,21 @@ use gost_config::{
     ChainConfig, Config, ForwarderConfig, HopConfig, NodeConfig, SelectorConfig, ServiceConfig,
 };
 
-use crate::chain::{Chain, Hop, HopRef, Marker, Node, Selector, Strategy};
-use crate::component::{list_names, HandlerOpts, Kinds, ListenerFactory, ListenerOpts, NodeOpts};
+use crate::chain::{
+    Chain, Forwarder, ForwarderTargets, Hop, HopRef, Marker, Node, Selector, Strategy,
+};
+use crate::component::{
+    list_names, Connector, Dialer, HandlerOpts, Kinds, Listener, ListenerFactory, ListenerOpts,
+    NodeOpts, Targets,
+};
 use crate::error::{BuildError, BuildErrors};
 use crate::hooks::Hooks;
 use crate::md::Md;
 use crate::metrics::Metrics;
 use crate::policy::Auther;
-use crate::router::{Router, DEFAULT_DIAL_TIMEOUT};
+use crate::router::{Direct, Router, DEFAULT_DIAL_TIMEOUT};
 use crate::service::Service;
-use crate::store::{names, AdmissionRef, AuthRef, BypassRef, Store};
+use crate::store::{names, AdmissionRef, AuthRef, BypassRef, Store, StoreAuth, StoreBypass};
 
 /// Build-time settings.
 #[derive(Debug, Clone, Default)]
@@ -82,6 +87,54 @@ fn node_common(md: &Md) -> Result<(u32, bool, Option<u32>, Option<Duration>), Bu
     Ok((weight, backup, max_fails, fail_timeout))
 }
 
+/// Builds connector `ctype` from the registry (its options name the config path).
+pub fn connector(
+    kinds: &Kinds,
+    ctype: &str,
+    o: &NodeOpts,
+) -> Result<Arc<dyn Connector>, BuildError> {
+    let f = kinds.connectors.get(ctype).ok_or_else(|| {
+        BuildError::new(
+            format!("{}.type", o.path),
+            format!(
+                "unknown connector {ctype:?} (supported: {})",
+                list_names(&kinds.connectors)
+            ),
+        )
+    })?;
+    f(o)
+}
+
+/// Builds dialer `dtype` from the registry (its options name the config path).
+pub fn dialer(kinds: &Kinds, dtype: &str, o: &NodeOpts) -> Result<Arc<dyn Dialer>, BuildError> {
+    let f = kinds.dialers.get(dtype).ok_or_else(|| {
+        BuildError::new(
+            format!("{}.type", o.path),
+            format!(
+                "unknown dialer {dtype:?} (supported: {})",
+                list_names(&kinds.dialers)
+            ),
+        )
+    })?;
+    f(o)
+}
+
+/// The direct transport of a router (and of forwarder targets): the registry's `tcp` dialer
+/// and `forward` connector, with no metadata.
+pub fn direct(kinds: &Kinds, path: &str) -> Result<Direct, BuildError> {
+    let o = NodeOpts {
+        path: path.to_string(),
+        md: Arc::new(Md::empty(path)),
+        auth: None,
+        tls: None,
+        node_addr: String::new(),
+    };
+    Ok(Direct {
+        dialer: dialer(kinds, "tcp", &o)?,
+        connector: connector(kinds, "forward", &o)?,
+    })
+}
+
 /// Builds a chain node.
 pub fn node(
     kinds: &Kinds,
@@ -126,40 +179,30 @@ pub fn node(
     } else {
         dc.kind.as_str()
     };
-    let cf = kinds.connectors.get(ctype).ok_or_else(|| {
-        BuildError::new(
-            format!("{path}.connector.type"),
-            format!(
-                "unknown connector {ctype:?} (supported: {})",
-                list_names(&kinds.connectors)
-            ),
-        )
-    })?;
-    let df = kinds.dialers.get(dtype).ok_or_else(|| {
-        BuildError::new(
-            format!("{path}.dialer.type"),
-            format!(
-                "unknown dialer {dtype:?} (supported: {})",
-                list_names(&kinds.dialers)
-            ),
-        )
-    })?;
     let cmd = Arc::new(Md::new(format!("{path}.connector.metadata"), &cc.metadata));
     let dmd = Arc::new(Md::new(format!("{path}.dialer.metadata"), &dc.metadata));
-    let connector = cf(&NodeOpts {
-        path: format!("{path}.connector"),
-        md: Arc::clone(&cmd),
-        auth: cc.auth.clone(),
-        tls: cc.tls.clone(),
-        node_addr: c.addr.clone(),
-    })?;
-    let dialer = df(&NodeOpts {
-        path: format!("{path}.dialer"),
-        md: Arc::clone(&dmd),
-        auth: dc.auth.clone(),
-        tls: dc.tls.clone(),
-        node_addr: c.addr.clone(),
-    })?;
+    let connector = connector(
+        kinds,
+        ctype,
+        &NodeOpts {
+            path: format!("{path}.connector"),
+            md: Arc::clone(&cmd),
+            auth: cc.auth.clone(),
+            tls: cc.tls.clone(),
+            node_addr: c.addr.clone(),
+        },
+    )?;
+    let dialer = dialer(
+        kinds,
+        dtype,
+        &NodeOpts {
+            path: format!("{path}.dialer"),
+            md: Arc::clone(&dmd),
+            auth: dc.auth.clone(),
+            tls: dc.tls.clone(),
+            node_addr: c.addr.clone(),
+        },
+    )?;
     let nmd = Md::new(format!("{path}.metadata"), &c.metadata);
     let (weight, backup, max_fails, fail_timeout) = node_common(&nmd)?;
     check_unknown(&[&cmd, &dmd, &nmd], &BTreeSet::new(), opts.strict)?;
@@ -251,17 +294,17 @@ pub fn chain(kinds: &Kinds, c: &ChainConfig, opts: &BuildOpts) -> Result<Chain, 
     Ok(Chain {
         name: c.name.clone(),
         hops,
-        marker: Marker::default(),
     })
 }
 
 /// Builds a forwarder's private hop (or resolves nothing for a named `hop`).
 pub fn forwarder(
+    kinds: &Kinds,
     path: &str,
     f: &ForwarderConfig,
     store: &Store,
     opts: &BuildOpts,
-) -> Result<Option<crate::chain::Forwarder>, BuildError> {
+) -> Result<Option<Forwarder>, BuildError> {
     if let Some(name) = f.hop.as_ref().or(f.name.as_ref()).filter(|n| !n.is_empty()) {
         if store.hops.get(name).is_none() {
             return Err(BuildError::new(
@@ -269,7 +312,7 @@ pub fn forwarder(
                 format!("hop {name:?} not found in hops[]"),
             ));
         }
-        return Ok(Some(crate::chain::Forwarder::Named(name.clone())));
+        return Ok(Some(Forwarder::Named(name.clone())));
     }
     let mut nodes = Vec::new();
     for (i, n) in f.nodes.iter().enumerate() {
@@ -318,19 +361,13 @@ pub fn forwarder(
         let md = Md::new(format!("{np}.metadata"), &n.metadata);
         let (weight, backup, max_fails, fail_timeout) = node_common(&md)?;
         check_unknown(&[&md], &BTreeSet::new(), opts.strict)?;
-        let direct = crate::component::NodeOpts {
-            path: np.clone(),
-            md: Arc::new(Md::empty(&np)),
-            auth: None,
-            tls: None,
-            node_addr: addr.clone(),
-        };
+        let direct = direct(kinds, &np)?;
         nodes.push(Arc::new(Node {
             name: n.name.clone(),
             addr,
             network: n.network.clone(),
-            dialer: crate::dialer::tcp::new(&direct)?,
-            connector: crate::connector::forward::new(&direct)?,
+            dialer: direct.dialer,
+            connector: direct.connector,
             bypass: BypassRef(names(&n.bypass, &n.bypasses)),
             hosts: None,
             resolver: None,
@@ -341,7 +378,7 @@ pub fn forwarder(
             fail_timeout,
         }));
     }
-    Ok(Some(crate::chain::Forwarder::Inline(Arc::new(Hop {
+    Ok(Some(Forwarder::Inline(Arc::new(Hop {
         name: String::new(),
         selector: selector(path, f.selector.as_ref())?,
         bypass: BypassRef::default(),
@@ -519,6 +556,7 @@ pub fn service(
         resolver: c.resolver.clone().filter(|s| !s.is_empty()),
         retries: u32::try_from(hc.retries).unwrap_or(0),
         timeout: dial_timeout,
+        direct: direct(kinds, &format!("{path}.handler"))?,
     });
     let auth_names = names(&hc.auther, &hc.authers);
     let auth = if !auth_names.is_empty() {
@@ -530,18 +568,29 @@ pub fn service(
         }
     };
     let forwarder = match &c.forwarder {
-        Some(f) => forwarder(&format!("{path}.forwarder"), f, store, opts)?,
+        Some(f) => forwarder(kinds, &format!("{path}.forwarder"), f, store, opts)?,
         None => None,
     };
+    let forwarder = forwarder.map(|forwarder| {
+        Arc::new(ForwarderTargets {
+            forwarder,
+            names: Arc::clone(store) as Arc<dyn crate::chain::Lookup>,
+        }) as Arc<dyn Targets>
+    });
     let global_tls = store.tls.read().clone();
     let hopts = HandlerOpts {
         path: format!("{path}.handler"),
         md: Arc::clone(&hmd),
-        router: Arc::clone(&router),
-        auth,
-        bypass: BypassRef(names(&c.bypass, &c.bypasses)),
+        router: Arc::clone(&router) as Arc<dyn crate::component::Route>,
+        auth: Arc::new(StoreAuth {
+            auth,
+            store: Arc::clone(store),
+        }),
+        bypass: Arc::new(StoreBypass {
+            bypass: BypassRef(names(&c.bypass, &c.bypasses)),
+            store: Arc::clone(store),
+        }),
         forwarder,
-        store: Arc::clone(store),
         tls: Some(crate::tls::server_config(
             &format!("{path}.handler.tls"),
             hc.tls.as_ref(),
@@ -579,7 +628,7 @@ pub fn service(
     Ok(ServicePlan {
         name: c.name.clone(),
         raw: c.clone(),
-        listen: lf.1,
+        listen: Arc::clone(&lf.1),
         listener_opts,
         handler,
         admission: AdmissionRef(names(&c.admission, &c.admissions)),
@@ -634,19 +683,20 @@ fn fail_closed(
         .as_ref()
         .map(|l| l.kind.as_str())
         .unwrap_or_default();
-    fn parked(_: &ListenerOpts) -> Result<Arc<dyn crate::component::Listener>, BuildError> {
-        Ok(Arc::new(Parked))
-    }
     let listen: ListenerFactory = match bind_for(ltype) {
-        Bind::Nothing => parked,
+        Bind::Nothing => Arc::new(|_: &ListenerOpts| Ok(Arc::new(Parked) as Arc<dyn Listener>)),
         b => {
             let name = if b == Bind::Udp { "udp" } else { "tcp" };
-            kinds.listeners.get(name).map(|f| f.1).ok_or_else(|| {
-                BuildError::new(
-                    format!("{path}.listener.type"),
-                    format!("no {name} listener registered"),
-                )
-            })?
+            kinds
+                .listeners
+                .get(name)
+                .map(|f| Arc::clone(&f.1))
+                .ok_or_else(|| {
+                    BuildError::new(
+                        format!("{path}.listener.type"),
+                        format!("no {name} listener registered"),
+                    )
+                })?
         }
     };
     let router = Arc::new(Router {
@@ -656,6 +706,7 @@ fn fail_closed(
         resolver: None,
         retries: 0,
         timeout: DEFAULT_DIAL_TIMEOUT,
+        direct: direct(kinds, &format!("{path}.handler"))?,
     });
     tracing::warn!(service = %c.name, addr = %c.addr, reason = %reason, "service fails closed: every connection is refused");
     Ok(ServicePlan {

@@ -412,7 +412,7 @@ fn build_services(
     cfg: &mut Config,
     chained: bool,
     prefix: &str,
-    kinds: &crate::Kinds,
+    kinds: &crate::component::Kinds,
 ) -> Result<(), BuildError> {
     let flag = "-L";
     let parts = split_url(flag, url)?;
@@ -585,7 +585,7 @@ fn build_hop(
     url: &str,
     names: &mut Names,
     cfg: &mut Config,
-    kinds: &crate::Kinds,
+    kinds: &crate::component::Kinds,
 ) -> Result<HopConfig, BuildError> {
     let flag = "-F";
     let parts = split_url(flag, url)?;
@@ -768,7 +768,7 @@ pub fn build(
     services: &[String],
     nodes: &[String],
     gost_id: Option<&str>,
-    kinds: &crate::Kinds,
+    kinds: &crate::component::Kinds,
 ) -> Result<Config, BuildError> {
     let mut cfg = Config::default();
     let mut names = Names::default();
@@ -794,8 +794,8 @@ pub fn build(
 mod tests {
     use super::*;
 
-    fn k() -> crate::Kinds {
-        crate::Kinds::builtin()
+    fn k() -> crate::component::Kinds {
+        crate::component::Kinds::builtin()
     }
 
     #[test]

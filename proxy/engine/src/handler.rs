@@ -65,7 +65,7 @@ impl Common {
         client_id: &str,
         target: &str,
     ) -> Result<BoxStream, DialError> {
-        if o.bypass.bypass(&o.store, "tcp", target) {
+        if o.bypass.bypass("tcp", target) {
             return Err(DialError::Bypassed(target.to_string()));
         }
         o.router

@@ -79,6 +79,33 @@ impl PacketConn for UdpPacket {
     }
 }
 
+/// Opens a TCP connection to `addr` within `timeout` (expiry: a `TimedOut` error naming the
+/// address), TCP_NODELAY on: the one plain TCP dial of the engine (the `tcp` dialer, direct
+/// routes and the raw connection under a multiplexed session).
+pub async fn connect_tcp(
+    addr: &str,
+    timeout: Option<Duration>,
+) -> io::Result<tokio::net::TcpStream> {
+    let fut = tokio::net::TcpStream::connect(addr);
+    let s = match timeout {
+        Some(t) => tokio::time::timeout(t, fut).await.map_err(|_| {
+            io::Error::new(io::ErrorKind::TimedOut, format!("dial {addr}: timed out"))
+        })??,
+        None => fut.await?,
+    };
+    let _ = s.set_nodelay(true);
+    Ok(s)
+}
+
+/// A UDP socket on an ephemeral port of every address: dual-stack `[::]`, or `0.0.0.0` where
+/// IPv6 is not available (tried only then).
+pub async fn bind_udp_any() -> io::Result<tokio::net::UdpSocket> {
+    match tokio::net::UdpSocket::bind("[::]:0").await {
+        Ok(s) => Ok(s),
+        Err(_) => tokio::net::UdpSocket::bind("0.0.0.0:0").await,
+    }
+}
+
 /// A stream that replays already-read bytes before reading from the inner stream
 /// (protocol sniffing, buffered request heads).
 pub struct Rewind<S> {

@@ -34,8 +34,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
-use crate::chain::{Accept, Bound, Connector};
-use crate::component::NodeOpts;
+use crate::component::{Accept, Bound, Connector, NodeOpts};
 use crate::error::{BuildError, DialError};
 use crate::io::{BoxStream, Outbound, PacketConn};
 use crate::mux::{Config, Session};

@@ -22,8 +22,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::chain::{DialOpts, Dialer, Underlay};
-use crate::component::NodeOpts;
+use crate::component::{DialOpts, Dialer, NodeOpts, Underlay};
 use crate::error::BuildError;
 use crate::io::BoxStream;
 use crate::mux::{Config, Pool};
@@ -51,7 +50,7 @@ pub fn new(o: &NodeOpts) -> Result<Arc<dyn Dialer>, BuildError> {
 #[async_trait]
 impl Dialer for MtlsDialer {
     async fn dial(&self, addr: &str, opts: &DialOpts) -> io::Result<BoxStream> {
-        Ok(Box::new(super::tcp::connect(addr, opts).await?))
+        Ok(Box::new(crate::io::connect_tcp(addr, opts.timeout).await?))
     }
     fn multiplex(&self) -> bool {
         true

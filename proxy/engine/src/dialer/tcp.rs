@@ -12,8 +12,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::chain::{DialOpts, Dialer};
-use crate::component::NodeOpts;
+use crate::component::{DialOpts, Dialer, NodeOpts};
 use crate::error::BuildError;
 use crate::io::BoxStream;
 
@@ -26,22 +25,9 @@ pub fn new(o: &NodeOpts) -> Result<Arc<dyn Dialer>, BuildError> {
     Ok(Arc::new(TcpDialer))
 }
 
-/// Opens a TCP connection honouring the dial timeout.
-pub async fn connect(addr: &str, opts: &DialOpts) -> io::Result<tokio::net::TcpStream> {
-    let fut = tokio::net::TcpStream::connect(addr);
-    let s = match opts.timeout {
-        Some(t) => tokio::time::timeout(t, fut).await.map_err(|_| {
-            io::Error::new(io::ErrorKind::TimedOut, format!("dial {addr}: timed out"))
-        })??,
-        None => fut.await?,
-    };
-    let _ = s.set_nodelay(true);
-    Ok(s)
-}
-
 #[async_trait]
 impl Dialer for TcpDialer {
     async fn dial(&self, addr: &str, opts: &DialOpts) -> io::Result<BoxStream> {
-        Ok(Box::new(connect(addr, opts).await?))
+        Ok(Box::new(crate::io::connect_tcp(addr, opts.timeout).await?))
     }
 }

@@ -91,7 +91,7 @@ impl RelayHandler {
         let mut client_id = String::new();
         if self.o.auth.enabled() {
             let (u, p) = req.auth.clone().unwrap_or_default();
-            match self.o.auth.authenticate(&self.o.store, &u, &p) {
+            match self.o.auth.authenticate(&u, &p) {
                 Some(id) => client_id = id,
                 None => {
                     respond(&mut conn, relay::STATUS_UNAUTHORIZED, None).await?;
@@ -114,10 +114,8 @@ impl RelayHandler {
         let cmd = req.code & 0x0F;
         tracing::debug!(sid = %ctx.sid, cmd, network, dst = ?req.addr, "relay request");
         if let Some(fwd) = self.o.forwarder.clone() {
-            let selected = match fwd.hop(&self.o.store) {
-                Ok(hop) => crate::handler::forward::dial_target(&self.o, &hop, network, &ctx).await,
-                Err(e) => Err(e),
-            };
+            let selected =
+                crate::handler::forward::dial_target(&self.o, &*fwd, network, &ctx).await;
             let (up, target) = match selected {
                 Ok(x) => x,
                 Err(e) => {
@@ -154,7 +152,7 @@ impl RelayHandler {
             respond(&mut conn, relay::STATUS_BAD_REQUEST, None).await?;
             return Err(proto("relay CONNECT without an address"));
         };
-        if self.o.bypass.bypass(&self.o.store, network, &target) {
+        if self.o.bypass.bypass(network, &target) {
             respond(&mut conn, relay::STATUS_FORBIDDEN, None).await?;
             return Err(DialError::Bypassed(target).into());
         }

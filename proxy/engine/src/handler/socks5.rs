@@ -189,7 +189,7 @@ impl Socks5Handler {
             c.read_exact(&mut p).await?;
             let user = String::from_utf8_lossy(&u).to_string();
             let pass = String::from_utf8_lossy(&p).to_string();
-            match self.o.auth.authenticate(&self.o.store, &user, &pass) {
+            match self.o.auth.authenticate(&user, &pass) {
                 Some(id) => {
                     c.write_all(&[1, 0]).await?;
                     c.flush().await?;
@@ -393,7 +393,7 @@ impl Socks5Handler {
                     let Ok((dst, off)) = parse_udp_datagram(&buf[..n]) else {
                         continue;
                     };
-                    if o.bypass.bypass(&o.store, "udp", &dst) {
+                    if o.bypass.bypass("udp", &dst) {
                         tracing::warn!(dst = %dst, "udp datagram refused by bypass");
                         continue;
                     }
@@ -480,7 +480,7 @@ pub async fn relay_stream_packets(
             let Ok((n, dst)) = read_udp_frame(&mut r, &mut buf).await else {
                 break;
             };
-            if o.bypass.bypass(&o.store, "udp", &dst) {
+            if o.bypass.bypass("udp", &dst) {
                 tracing::warn!(dst = %dst, "udp datagram refused by bypass");
                 continue;
             }
