@@ -110,8 +110,11 @@ pub type Underlay<'a> = futures::future::BoxFuture<'a, io::Result<BoxStream>>;
 /// How bytes reach a node (GOST "dialer"): `tcp`, `tls`, `ws`, ….
 #[async_trait]
 pub trait Dialer: Send + Sync {
-    /// Opens the transport to `addr` (only ever called for the first node of a route).
-    async fn dial(&self, addr: &str, opts: &DialOpts) -> io::Result<BoxStream>;
+    /// Opens the transport to `addr` (only ever called for the first node of a route): by
+    /// default a plain TCP connection, on which [`Dialer::handshake`] then runs.
+    async fn dial(&self, addr: &str, opts: &DialOpts) -> io::Result<BoxStream> {
+        Ok(Box::new(crate::io::connect_tcp(addr, opts.timeout).await?))
+    }
     /// Runs the transport handshake (TLS, WebSocket upgrade, …) over an existing stream.
     async fn handshake(&self, conn: BoxStream, _addr: &str) -> io::Result<BoxStream> {
         Ok(conn)

@@ -7,14 +7,12 @@
 //!   dialer: {type: tcp}
 //! ```
 
-use std::io;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::component::{DialOpts, Dialer, NodeOpts};
+use crate::component::{Dialer, NodeOpts};
 use crate::error::BuildError;
-use crate::io::BoxStream;
 
 /// The TCP dialer.
 pub struct TcpDialer;
@@ -26,8 +24,4 @@ pub fn new(o: &NodeOpts) -> Result<Arc<dyn Dialer>, BuildError> {
 }
 
 #[async_trait]
-impl Dialer for TcpDialer {
-    async fn dial(&self, addr: &str, opts: &DialOpts) -> io::Result<BoxStream> {
-        Ok(Box::new(crate::io::connect_tcp(addr, opts.timeout).await?))
-    }
-}
+impl Dialer for TcpDialer {}

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::component::{DialOpts, Dialer, NodeOpts};
+use crate::component::{Dialer, NodeOpts};
 use crate::error::BuildError;
 use crate::io::BoxStream;
 use crate::tls::ClientTls;
@@ -49,9 +49,6 @@ pub fn new(o: &NodeOpts) -> Result<Arc<dyn Dialer>, BuildError> {
 
 #[async_trait]
 impl Dialer for TlsDialer {
-    async fn dial(&self, addr: &str, opts: &DialOpts) -> io::Result<BoxStream> {
-        Ok(Box::new(crate::io::connect_tcp(addr, opts.timeout).await?))
-    }
     async fn handshake(&self, conn: BoxStream, _addr: &str) -> io::Result<BoxStream> {
         crate::tls::connect(&self.tls, conn, self.timeout).await
     }
