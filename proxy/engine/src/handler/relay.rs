@@ -33,17 +33,14 @@
 //! | `mux.*` | | | smux settings for BIND ([`crate::mux`]) |
 
 use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use async_trait::async_trait;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::component::{ConnCtx, Handler, HandlerError, HandlerOpts, Inbound};
 use crate::error::{BuildError, DialError};
 use crate::handler::Common;
-use crate::io::{pipe, BoxStream, Outbound, PacketConn, UdpPacket};
+use crate::io::{pipe, BoxStream, Outbound, PacketConn, PrefixWrite, UdpPacket};
 use crate::relay::{self, respond, Message};
 
 /// The relay server.
@@ -192,11 +189,7 @@ impl RelayHandler {
             conn.flush().await?;
             conn
         } else {
-            Box::new(PrefixWrite {
-                inner: conn,
-                prefix: ok,
-                pos: 0,
-            })
+            Box::new(PrefixWrite::new(conn, ok))
         };
         match up {
             Outbound::Stream(u) => {
@@ -341,68 +334,6 @@ pub async fn serve_reverse<F, Fut>(
                 });
             }
         }
-    }
-}
-
-/// Writes `prefix` in front of the first bytes sent (or at shutdown).
-struct PrefixWrite {
-    inner: BoxStream,
-    prefix: Vec<u8>,
-    pos: usize,
-}
-
-impl PrefixWrite {
-    fn poll_prefix(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while self.pos < self.prefix.len() {
-            let n = std::task::ready!(
-                Pin::new(&mut self.inner).poll_write(cx, &self.prefix[self.pos..])
-            )?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            self.pos += n;
-        }
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl AsyncRead for PrefixWrite {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        out: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, out)
-    }
-}
-
-impl AsyncWrite for PrefixWrite {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        if self.pos < self.prefix.len() {
-            // Coalesce the response with the first data.
-            let mut both = self.prefix[self.pos..].to_vec();
-            both.extend_from_slice(buf);
-            let n = std::task::ready!(Pin::new(&mut self.inner).poll_write(cx, &both))?;
-            let pending = self.prefix.len() - self.pos;
-            if n > pending {
-                self.pos = self.prefix.len();
-                return Poll::Ready(Ok(n - pending));
-            }
-            self.pos += n;
-            std::task::ready!(self.poll_prefix(cx))?;
-        }
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        std::task::ready!(self.poll_prefix(cx))?;
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
