@@ -90,12 +90,15 @@ impl DialError {
     }
 }
 
+/// The kind of the underlying error (timed out for timeouts); the message keeps the address
+/// and the source chain stays reachable.
 impl From<DialError> for io::Error {
     fn from(e: DialError) -> Self {
-        match e {
-            DialError::Io { source, .. } => source,
-            DialError::Timeout(_) => io::Error::new(io::ErrorKind::TimedOut, e.to_string()),
-            other => io::Error::other(other.to_string()),
-        }
+        let kind = match &e {
+            DialError::Io { source, .. } => source.kind(),
+            DialError::Timeout(_) => io::ErrorKind::TimedOut,
+            _ => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, e)
     }
 }
