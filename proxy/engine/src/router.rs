@@ -70,6 +70,9 @@ impl Route for Router {
         addr: &str,
         hash_key: Option<String>,
     ) -> Result<Outbound, DialError> {
+        let span = tracing::Span::current();
+        span.record("dst", addr);
+        span.record("route", self.chain.as_deref().unwrap_or("direct"));
         let attempts = self.retries.saturating_add(1);
         let mut last = DialError::NoNode;
         for i in 0..attempts {
