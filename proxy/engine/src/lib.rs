@@ -13,11 +13,15 @@
 //! operator, which shares `gost-config`).
 
 pub mod addr;
+#[cfg(feature = "program")]
 pub mod api;
+#[cfg(feature = "program")]
 pub mod app;
+#[cfg(feature = "program")]
 pub mod args;
 pub mod build;
 pub mod chain;
+#[cfg(feature = "program")]
 pub mod cli;
 pub mod component;
 pub mod components;
@@ -43,8 +47,10 @@ pub mod router;
 pub mod service;
 pub mod socks;
 pub mod store;
+#[cfg(feature = "program")]
 pub mod supervise;
 pub mod tls;
+#[cfg(feature = "program")]
 pub mod watch;
 pub mod ws;
 
