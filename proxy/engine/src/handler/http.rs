@@ -332,7 +332,7 @@ impl HttpHandler {
         };
         conn.write_all(&self.simple_response(StatusCode::OK, &[]))
             .await?;
-        crate::handler::socks5::relay_stream_packets(conn, up, self.udp_buf, &self.o).await;
+        crate::handler::relay_stream_packets(conn, up, self.udp_buf, &self.o).await;
         Ok(())
     }
 

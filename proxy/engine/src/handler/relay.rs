@@ -260,7 +260,7 @@ impl RelayHandler {
             let bound = sock.local_addr()?.to_string();
             respond(&mut conn, relay::STATUS_OK, Some(&bound)).await?;
             tracing::debug!(addr = %bound, "relay udp bind");
-            crate::handler::socks5::relay_stream_packets(
+            crate::handler::relay_stream_packets(
                 conn,
                 Arc::new(UdpPacket(sock)),
                 self.udp_buf,
@@ -280,7 +280,7 @@ impl RelayHandler {
         respond(&mut conn, relay::STATUS_OK, Some(&bound)).await?;
         tracing::debug!(addr = %bound, "relay tcp bind");
         let session = crate::mux::Session::new(conn, self.mux.clone(), true);
-        serve_reverse(&session, &l, self.common.idle_timeout, |peer| async move {
+        crate::handler::serve_reverse(&session, &l, self.common.idle_timeout, |peer| async move {
             let m = Message {
                 code: relay::STATUS_OK,
                 addr: Some(peer),
@@ -290,50 +290,6 @@ impl RelayHandler {
         })
         .await;
         Ok(())
-    }
-}
-
-/// Serves a reverse bind: for every connection accepted on `l`, opens a stream of `session`,
-/// writes `preamble(peer)` on it and pipes. Ends when the session dies.
-pub async fn serve_reverse<F, Fut>(
-    session: &crate::mux::Session,
-    l: &tokio::net::TcpListener,
-    idle: Option<std::time::Duration>,
-    preamble: F,
-) where
-    F: Fn(String) -> Fut,
-    Fut: std::future::Future<Output = io::Result<Vec<u8>>>,
-{
-    use tokio::io::AsyncWriteExt;
-    let mut conns = tokio::task::JoinSet::new();
-    loop {
-        tokio::select! {
-            _ = session.closed() => break,
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            r = l.accept() => {
-                let (c, peer) = match r {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "reverse bind accept");
-                        continue;
-                    }
-                };
-                let _ = c.set_nodelay(true);
-                let mut s = match session.open().await {
-                    Ok(s) => s,
-                    Err(_) => break,
-                };
-                let head = match preamble(peer.to_string()).await {
-                    Ok(h) => h,
-                    Err(_) => continue,
-                };
-                conns.spawn(async move {
-                    if s.write_all(&head).await.is_ok() {
-                        pipe(s, c, idle).await;
-                    }
-                });
-            }
-        }
     }
 }
 
