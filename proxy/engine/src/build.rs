@@ -53,6 +53,34 @@ pub fn check_unknown(
     Ok(())
 }
 
+/// A component's type string, or the default when it is empty.
+fn type_or<'a>(kind: &'a str, default: &'a str) -> &'a str {
+    if kind.is_empty() {
+        default
+    } else {
+        kind
+    }
+}
+
+/// The factory registered under `t` in `map`, or an error at `at` (the `type` field) naming
+/// the `kind` and listing what is registered.
+fn registered<'a, F>(
+    map: &'a std::collections::BTreeMap<&'static str, F>,
+    kind: &str,
+    t: &str,
+    at: String,
+) -> Result<&'a F, BuildError> {
+    map.get(t).ok_or_else(|| {
+        BuildError::new(
+            at,
+            format!(
+                "unknown {kind} {t:?} (supported: {})",
+                crate::component::list_names(map)
+            ),
+        )
+    })
+}
+
 /// How an entry is named in a path: its name, or its index when it has none.
 fn label(i: usize, name: &str) -> String {
     if name.is_empty() {

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use gost_config::{ChainConfig, ForwarderConfig, HopConfig, NodeConfig, SelectorConfig};
 
-use super::{check_unknown, BuildOpts};
+use super::{check_unknown, registered, type_or, BuildOpts};
 use crate::chain::{Chain, Forwarder, Hop, HopRef, Marker, Node, Selector, Strategy};
-use crate::component::{list_names, Connector, Dialer, Kinds, NodeOpts};
+use crate::component::{Connector, Dialer, Kinds, NodeOpts};
 use crate::error::BuildError;
 use crate::md::Md;
 use crate::router::Direct;
@@ -48,30 +48,35 @@ pub fn connector(
     ctype: &str,
     o: &NodeOpts,
 ) -> Result<Arc<dyn Connector>, BuildError> {
-    let f = kinds.connectors.get(ctype).ok_or_else(|| {
-        BuildError::new(
-            format!("{}.type", o.path),
-            format!(
-                "unknown connector {ctype:?} (supported: {})",
-                list_names(&kinds.connectors)
-            ),
-        )
-    })?;
-    f(o)
+    registered(
+        &kinds.connectors,
+        "connector",
+        ctype,
+        format!("{}.type", o.path),
+    )?(o)
 }
 
 /// Builds dialer `dtype` from the registry (its options name the config path).
 pub fn dialer(kinds: &Kinds, dtype: &str, o: &NodeOpts) -> Result<Arc<dyn Dialer>, BuildError> {
-    let f = kinds.dialers.get(dtype).ok_or_else(|| {
-        BuildError::new(
-            format!("{}.type", o.path),
-            format!(
-                "unknown dialer {dtype:?} (supported: {})",
-                list_names(&kinds.dialers)
-            ),
-        )
-    })?;
-    f(o)
+    registered(&kinds.dialers, "dialer", dtype, format!("{}.type", o.path))?(o)
+}
+
+/// Options of a node's connector or dialer (`what`) from its config.
+fn node_opts(
+    path: &str,
+    what: &str,
+    md: &Arc<Md>,
+    auth: &Option<gost_config::AuthConfig>,
+    tls: &Option<gost_config::TlsConfig>,
+    addr: &str,
+) -> NodeOpts {
+    NodeOpts {
+        path: format!("{path}.{what}"),
+        md: Arc::clone(md),
+        auth: auth.clone(),
+        tls: tls.clone(),
+        node_addr: addr.to_string(),
+    }
 }
 
 /// The direct transport of a router (and of forwarder targets): the registry's `tcp` dialer
@@ -124,39 +129,17 @@ pub fn node(
     }
     let cc = c.connector.clone().unwrap_or_default();
     let dc = c.dialer.clone().unwrap_or_default();
-    let ctype = if cc.kind.is_empty() {
-        "http"
-    } else {
-        cc.kind.as_str()
-    };
-    let dtype = if dc.kind.is_empty() {
-        "tcp"
-    } else {
-        dc.kind.as_str()
-    };
     let cmd = Arc::new(Md::new(format!("{path}.connector.metadata"), &cc.metadata));
     let dmd = Arc::new(Md::new(format!("{path}.dialer.metadata"), &dc.metadata));
     let connector = connector(
         kinds,
-        ctype,
-        &NodeOpts {
-            path: format!("{path}.connector"),
-            md: Arc::clone(&cmd),
-            auth: cc.auth.clone(),
-            tls: cc.tls.clone(),
-            node_addr: c.addr.clone(),
-        },
+        type_or(&cc.kind, "http"),
+        &node_opts(path, "connector", &cmd, &cc.auth, &cc.tls, &c.addr),
     )?;
     let dialer = dialer(
         kinds,
-        dtype,
-        &NodeOpts {
-            path: format!("{path}.dialer"),
-            md: Arc::clone(&dmd),
-            auth: dc.auth.clone(),
-            tls: dc.tls.clone(),
-            node_addr: c.addr.clone(),
-        },
+        type_or(&dc.kind, "tcp"),
+        &node_opts(path, "dialer", &dmd, &dc.auth, &dc.tls, &c.addr),
     )?;
     let nmd = Md::new(format!("{path}.metadata"), &c.metadata);
     let (weight, backup, max_fails, fail_timeout) = node_common(&nmd)?;

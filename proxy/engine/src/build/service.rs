@@ -4,11 +4,10 @@ use std::sync::Arc;
 
 use gost_config::ServiceConfig;
 
-use super::{check_unknown, direct, forwarder, BuildOpts};
+use super::{check_unknown, direct, forwarder, registered, type_or, BuildOpts};
 use crate::chain::{ForwarderTargets, Lookup};
 use crate::component::{
-    list_names, Handler, HandlerOpts, Kinds, Listener, ListenerFactory, ListenerOpts, Route,
-    Targets,
+    Handler, HandlerOpts, Kinds, Listener, ListenerFactory, ListenerOpts, Route, Targets,
 };
 use crate::error::BuildError;
 use crate::hooks::Hooks;
@@ -83,18 +82,20 @@ pub fn service(
     reject_unsupported_service(&path, c)?;
     let hc = c.handler.clone().unwrap_or_default();
     let lc = c.listener.clone().unwrap_or_default();
-    let htype = if hc.kind.is_empty() {
-        "auto"
-    } else {
-        hc.kind.as_str()
-    };
-    let ltype = if lc.kind.is_empty() {
-        "tcp"
-    } else {
-        lc.kind.as_str()
-    };
-    let hf = registered(&kinds.handlers, "handler", htype, &path)?;
-    let lf = registered(&kinds.listeners, "listener", ltype, &path)?;
+    let htype = type_or(&hc.kind, "auto");
+    let ltype = type_or(&lc.kind, "tcp");
+    let hf = registered(
+        &kinds.handlers,
+        "handler",
+        htype,
+        format!("{path}.handler.type"),
+    )?;
+    let lf = registered(
+        &kinds.listeners,
+        "listener",
+        ltype,
+        format!("{path}.listener.type"),
+    )?;
     check_listen_addr(&path, &c.addr)?;
     reject_unsupported_handler(&path, &hc, &lc)?;
     let smd = Md::new(format!("{path}.metadata"), &c.metadata);
@@ -195,22 +196,6 @@ pub fn service(
         hooks,
         store: Arc::clone(store),
         fail_closed: None,
-    })
-}
-
-/// The factory registered for `kind` type `t`, or an error at `{path}.{kind}.type` listing
-/// what is registered.
-fn registered<'a, F>(
-    map: &'a std::collections::BTreeMap<&'static str, F>,
-    kind: &str,
-    t: &str,
-    path: &str,
-) -> Result<&'a F, BuildError> {
-    map.get(t).ok_or_else(|| {
-        BuildError::new(
-            format!("{path}.{kind}.type"),
-            format!("unknown {kind} {t:?} (supported: {})", list_names(map)),
-        )
     })
 }
 
