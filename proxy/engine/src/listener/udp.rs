@@ -171,11 +171,13 @@ impl UdpSession for Session {
                 "udp session closed",
             ));
         }
-        let n = self.wire.send_to(data, self.peer).await?;
-        self.active.store(true, Ordering::Relaxed);
         if !self.keepalive {
+            // Ended before the reply leaves: the client's next datagram (sent once it has the
+            // reply) must start a new session, not land in this one's queue.
             self.close();
         }
+        let n = self.wire.send_to(data, self.peer).await?;
+        self.active.store(true, Ordering::Relaxed);
         Ok(n)
     }
 
