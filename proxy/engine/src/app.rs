@@ -346,9 +346,9 @@ pub async fn run_await(args: &[String]) -> Result<ExitCode, ProgramError> {
     let mut cmd: Vec<String> = Vec::new();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--health" => health = it.next().cloned().ok_or_else(|| ProgramError::msg(format!("await: --health needs an address")))?,
+            "--health" => health = it.next().cloned().ok_or_else(|| ProgramError::msg("await: --health needs an address"))?,
             "--timeout" => {
-                let v = it.next().ok_or_else(|| ProgramError::msg(format!("await: --timeout needs a duration")))?;
+                let v = it.next().ok_or_else(|| ProgramError::msg("await: --timeout needs a duration"))?;
                 timeout = gost_config::parse_go_duration(v)
                     .map_err(|e| ProgramError::msg(format!("await: --timeout {v:?}: {e}")))?;
             }
@@ -360,9 +360,7 @@ pub async fn run_await(args: &[String]) -> Result<ExitCode, ProgramError> {
         }
     }
     let Some((prog, rest)) = cmd.split_first() else {
-        return Err(ProgramError::msg(format!(
-            "await: no command given after --"
-        )));
+        return Err(ProgramError::msg("await: no command given after --"));
     };
     let deadline = tokio::time::Instant::now() + timeout;
     loop {

@@ -32,7 +32,6 @@ pub mod error;
 pub mod fail_closed;
 pub mod files;
 pub mod handler;
-#[cfg(feature = "program")]
 pub mod health;
 pub mod hooks;
 pub mod io;
