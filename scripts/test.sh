@@ -21,6 +21,8 @@ if [[ ${KUBEGOST_TEST_NO_CLUSTER:-0} != 1 ]]; then
   scripts/testenv/build-helm.sh >/dev/null
 fi
 
+step "engine layers: imports point only to lower layers"
+scripts/check-layers.sh
 step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy -D warnings"

@@ -220,13 +220,11 @@ impl Args {
         if a.is_empty() {
             return Ok(None);
         }
-        gost_engine::addr::parse_listen_addr(a)
-            .map(Some)
-            .ok_or_else(|| {
-                AppError::Flag(format!(
-                    "--webhook-addr {a:?}: expected host:port such as [::]:9443"
-                ))
-            })
+        crate::net::parse_addr(a).map(Some).ok_or_else(|| {
+            AppError::Flag(format!(
+                "--webhook-addr {a:?}: expected host:port such as [::]:9443"
+            ))
+        })
     }
 
     /// Certificate settings from the flags.

@@ -143,7 +143,7 @@ impl Default for InjectSettings {
             image: "localhost/kubegost/proxy:latest".into(),
             image_pull_policy: None,
             native_sidecars: true,
-            health_addr: gost_engine::health::DEFAULT_ADDR.into(),
+            health_addr: gost_config::SIDECAR_HEALTH_ADDR.into(),
             drain_timeout: "30s".into(),
             log_level: None,
             resources: ProxyResources {

@@ -23,6 +23,7 @@ pub mod crd;
 pub mod crdgen;
 pub mod inject;
 pub mod metrics;
+pub mod net;
 pub mod reconcile;
 pub mod render;
 pub mod server;

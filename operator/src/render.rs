@@ -222,21 +222,14 @@ pub fn config_hash(data: &BTreeMap<String, String>) -> String {
 /// Validates a rendered config the way the sidecar will load it (strict: unknown metadata keys
 /// are errors), in memory: the TLS files of [`Rendered::files`] are given to the engine at their
 /// paths under `settings.config_dir`, and nothing is read from disk.
-pub fn validate(
-    r: &Rendered,
-    settings: &RenderSettings,
-) -> Result<(), gost_engine::error::BuildErrors> {
+pub fn validate(r: &Rendered, settings: &RenderSettings) -> Result<(), gost_validate::BuildErrors> {
     let dir = std::path::Path::new(&settings.config_dir);
     let files = r
         .files
         .iter()
         .map(|(k, v)| (dir.join(k), v.clone().into_bytes()))
         .collect();
-    gost_engine::Engine::new(gost_engine::EngineOpts {
-        strict: true,
-        ..Default::default()
-    })
-    .validate_with_files(&r.config, files)
+    gost_validate::validate_with_files(&r.config, files, gost_validate::Opts { strict: true })
 }
 
 /// The fail-closed placeholder of a service that cannot be rendered: same name and address,
@@ -244,10 +237,10 @@ pub fn validate(
 /// locally), no handler, no chain, no hooks, and the reason. None of the rejected settings are
 /// written.
 fn fail_closed_service(s: &ServiceSpec, reason: &str) -> ServiceConfig {
-    use gost_engine::fail_closed::{bind_for, Bind};
+    use gost_validate::fail_closed::{bind_for, Bind};
     let mut metadata = Metadata::new();
     metadata.insert(
-        gost_engine::fail_closed::KEY.into(),
+        gost_validate::fail_closed::KEY.into(),
         reason.to_string().into(),
     );
     let ltype = s.listener.as_ref().map(|l| l.kind.as_str()).unwrap_or("");

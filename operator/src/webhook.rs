@@ -246,7 +246,7 @@ pub async fn serve(
     resolver: Arc<CertResolver>,
     stop: CancellationToken,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    let std_l = gost_engine::health::bind(&addr.to_string())?;
+    let std_l = crate::net::bind_dual_stack(addr)?;
     let l = tokio::net::TcpListener::from_std(std_l)?;
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),

@@ -44,12 +44,8 @@ fn engine_loads(s: &Secret, key: &str) -> Result<gost_config::Config> {
         .flatten()
         .map(|(k, v)| (PathBuf::from("/etc/kubegost/config").join(k), v.0.clone()))
         .collect();
-    gost_engine::Engine::new(gost_engine::EngineOpts {
-        strict: true,
-        ..Default::default()
-    })
-    .validate_with_files(&cfg, files)
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    gost_validate::validate_with_files(&cfg, files, gost_validate::Opts { strict: true })
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(cfg)
 }
 

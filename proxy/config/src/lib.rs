@@ -274,6 +274,11 @@ impl Config {
 }
 
 /// Sections gost-proxy implements, for error messages.
+/// Default address of the sidecar's health endpoint (`gost-proxy --health`): dual-stack, and
+/// not Istio's 15020/15021, so an Istio sidecar can share the pod. The engine serves it; the
+/// operator's injection probes it and reserves its port.
+pub const SIDECAR_HEALTH_ADDR: &str = "[::]:15300";
+
 pub const SUPPORTED_SECTIONS: &[&str] = &[
     "services",
     "chains",

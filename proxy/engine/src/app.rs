@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context as _};
+use crate::error::{Context as _, ProgramError};
 use gost_config::Config;
 use tokio::io::AsyncReadExt;
 
@@ -26,7 +26,7 @@ pub fn version() -> String {
     )
 }
 
-fn load_file(path: &Path) -> anyhow::Result<Config> {
+fn load_file(path: &Path) -> Result<Config, ProgramError> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("-C {}: cannot read", path.display()))?;
     let fmt = match path.extension().and_then(|e| e.to_str()) {
@@ -38,26 +38,13 @@ fn load_file(path: &Path) -> anyhow::Result<Config> {
 
 /// Files of a config directory in name order (`*.yaml`, `*.yml`, `*.json`; hidden entries such
 /// as Kubernetes' `..data` are skipped).
-pub fn dir_files(dir: &Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
-    let mut v: Vec<_> = std::fs::read_dir(dir)
-        .with_context(|| format!("-C {}: cannot read directory", dir.display()))?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            !name.starts_with('.')
-                && matches!(
-                    p.extension().and_then(|e| e.to_str()),
-                    Some("yaml" | "yml" | "json")
-                )
-        })
-        .collect();
-    v.sort();
-    Ok(v)
+pub fn dir_files(dir: &Path) -> Result<Vec<std::path::PathBuf>, ProgramError> {
+    crate::watch::dir_files(dir)
+        .with_context(|| format!("-C {}: cannot read directory", dir.display()))
 }
 
 /// Reads one `-C` source.
-pub async fn load_source(src: &str) -> anyhow::Result<Config> {
+pub async fn load_source(src: &str) -> Result<Config, ProgramError> {
     let t = src.trim();
     if t == "-" {
         let mut s = String::new();
@@ -71,7 +58,7 @@ pub async fn load_source(src: &str) -> anyhow::Result<Config> {
         return Config::from_json(t).context("-C <inline JSON>");
     }
     if t.starts_with("http://") || t.starts_with("https://") {
-        bail!("-C {t}: loading config from a URL is not supported by gost-proxy (accepted: a file, a directory, '-' or inline JSON)");
+        return Err(ProgramError::msg(format!("-C {t}: loading config from a URL is not supported by gost-proxy (accepted: a file, a directory, '-' or inline JSON)")));
     }
     let p = Path::new(t);
     if !p.exists() && (t.contains('\n') || t.starts_with("services:")) {
@@ -88,14 +75,14 @@ pub async fn load_source(src: &str) -> anyhow::Result<Config> {
 }
 
 /// Builds the effective config: `-C` sources, then the CLI, then environment and flags.
-pub async fn effective_config(cli: &Cli, kinds: &crate::Kinds) -> anyhow::Result<Config> {
+pub async fn effective_config(cli: &Cli, kinds: &crate::Kinds) -> Result<Config, ProgramError> {
     let mut cfg = Config::default();
     for src in &cli.configs {
         cfg.merge(load_source(src).await?);
     }
     let gost_id = std::env::var("_GOST_ID").ok();
     let from_cli = crate::cli::build(&cli.services, &cli.nodes, gost_id.as_deref(), kinds)
-        .map_err(|e| anyhow!("{e}"))?;
+        .map_err(|e| ProgramError::msg(format!("{e}")))?;
     cfg.merge(from_cli);
     if cfg.services.is_empty() && cfg.api.is_none() && cli.api.is_none() && cli.configs.is_empty() {
         let home = std::env::var("HOME").unwrap_or_default();
@@ -117,11 +104,16 @@ pub async fn effective_config(cli: &Cli, kinds: &crate::Kinds) -> anyhow::Result
         cfg.log.get_or_insert_with(Default::default).level = l;
     }
     if let Ok(a) = std::env::var("GOST_API") {
-        cfg.api = Some(crate::cli::api_from_flag(&a).map_err(|e| anyhow!("GOST_API: {e}"))?);
+        cfg.api = Some(
+            crate::cli::api_from_flag(&a)
+                .map_err(|e| ProgramError::msg(format!("GOST_API: {e}")))?,
+        );
     }
     if let Ok(m) = std::env::var("GOST_METRICS") {
-        cfg.metrics =
-            Some(crate::cli::metrics_from_flag(&m).map_err(|e| anyhow!("GOST_METRICS: {e}"))?);
+        cfg.metrics = Some(
+            crate::cli::metrics_from_flag(&m)
+                .map_err(|e| ProgramError::msg(format!("GOST_METRICS: {e}")))?,
+        );
     }
     match cli.debug {
         1 => cfg.log.get_or_insert_with(Default::default).level = "debug".into(),
@@ -129,10 +121,12 @@ pub async fn effective_config(cli: &Cli, kinds: &crate::Kinds) -> anyhow::Result
         _ => {}
     }
     if let Some(a) = &cli.api {
-        cfg.api = Some(crate::cli::api_from_flag(a).map_err(|e| anyhow!("{e}"))?);
+        cfg.api =
+            Some(crate::cli::api_from_flag(a).map_err(|e| ProgramError::msg(format!("{e}")))?);
     }
     if let Some(m) = &cli.metrics {
-        cfg.metrics = Some(crate::cli::metrics_from_flag(m).map_err(|e| anyhow!("{e}"))?);
+        cfg.metrics =
+            Some(crate::cli::metrics_from_flag(m).map_err(|e| ProgramError::msg(format!("{e}")))?);
     }
     Ok(cfg)
 }
@@ -181,12 +175,15 @@ fn init_logging(cfg: &Config) {
     let _ = r;
 }
 
-async fn serve_metrics(cfg: gost_config::MetricsConfig, engine: Arc<Engine>) -> anyhow::Result<()> {
+async fn serve_metrics(
+    cfg: gost_config::MetricsConfig,
+    engine: Arc<Engine>,
+) -> Result<(), ProgramError> {
     let sa = crate::addr::parse_listen_addr(&cfg.addr).ok_or_else(|| {
-        anyhow!(
+        ProgramError::msg(format!(
             "metrics.addr {:?}: invalid address (expected host:port)",
             cfg.addr
-        )
+        ))
     })?;
     let l = tokio::net::TcpListener::bind(sa)
         .await
@@ -272,14 +269,16 @@ async fn serve_metrics(cfg: gost_config::MetricsConfig, engine: Arc<Engine>) -> 
 /// - `pre-down` runs the commands, then asks the engine to stop accepting on inbound services
 ///   (`/drain-inbound`; egress keeps serving until SIGTERM) and exits 0;
 /// - `post-down` exits 1 when a command fails (the engine runs it itself on SIGTERM).
-pub async fn run_hook(cli: &Cli) -> anyhow::Result<ExitCode> {
+pub async fn run_hook(cli: &Cli) -> Result<ExitCode, ProgramError> {
     use crate::hooks::Phase;
     let phase = cli
         .positional
         .get(1)
         .and_then(|p| Phase::parse(p))
         .ok_or_else(|| {
-            anyhow!("usage: gost-proxy hook <pre-up|post-up|pre-down|post-down> -C <config>")
+            ProgramError::msg(
+                "usage: gost-proxy hook <pre-up|post-up|pre-down|post-down> -C <config>",
+            )
         })?;
     let kinds = crate::Kinds::builtin();
     let cfg = effective_config(cli, &kinds).await?;
@@ -306,7 +305,8 @@ pub async fn run_hook(cli: &Cli) -> anyhow::Result<ExitCode> {
     let mut failed = 0;
     for s in &cfg.services {
         let md = crate::md::Md::new(format!("services[{}].metadata", s.name), &s.metadata);
-        let hooks = crate::hooks::Hooks::from_metadata(&md).map_err(|e| anyhow!("{e}"))?;
+        let hooks = crate::hooks::Hooks::from_metadata(&md)
+            .map_err(|e| ProgramError::msg(format!("{e}")))?;
         failed += hooks.run(phase, &s.name, &s.addr).await;
     }
     let report = match phase {
@@ -338,7 +338,7 @@ pub async fn run_hook(cli: &Cli) -> anyhow::Result<ExitCode> {
 /// `gost-proxy await [--health addr] [--timeout 120s] [--shutdown] -- CMD ARG…`: waits until the
 /// sidecar is ready, runs CMD, and with `--shutdown` stops the sidecar afterwards
 /// (`POST /shutdown`), so a Job's pod completes without native sidecars. Exits with CMD's code.
-pub async fn run_await(args: &[String]) -> anyhow::Result<ExitCode> {
+pub async fn run_await(args: &[String]) -> Result<ExitCode, ProgramError> {
     let mut health = crate::health::DEFAULT_ADDR.to_string();
     let mut timeout = Duration::from_secs(120);
     let mut shutdown = false;
@@ -346,21 +346,21 @@ pub async fn run_await(args: &[String]) -> anyhow::Result<ExitCode> {
     let mut cmd: Vec<String> = Vec::new();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--health" => health = it.next().cloned().ok_or_else(|| anyhow!("await: --health needs an address"))?,
+            "--health" => health = it.next().cloned().ok_or_else(|| ProgramError::msg("await: --health needs an address"))?,
             "--timeout" => {
-                let v = it.next().ok_or_else(|| anyhow!("await: --timeout needs a duration"))?;
+                let v = it.next().ok_or_else(|| ProgramError::msg("await: --timeout needs a duration"))?;
                 timeout = gost_config::parse_go_duration(v)
-                    .map_err(|e| anyhow!("await: --timeout {v:?}: {e}"))?;
+                    .map_err(|e| ProgramError::msg(format!("await: --timeout {v:?}: {e}")))?;
             }
             "--shutdown" => shutdown = true,
             "--" => {
                 cmd = it.by_ref().cloned().collect();
             }
-            other => bail!("await: unexpected argument {other:?} (usage: gost-proxy await [--health addr] [--timeout d] [--shutdown] -- CMD ARG…)"),
+            other => return Err(ProgramError::msg(format!("await: unexpected argument {other:?} (usage: gost-proxy await [--health addr] [--timeout d] [--shutdown] -- CMD ARG…)"))),
         }
     }
     let Some((prog, rest)) = cmd.split_first() else {
-        bail!("await: no command given after --");
+        return Err(ProgramError::msg("await: no command given after --"));
     };
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
@@ -373,7 +373,9 @@ pub async fn run_await(args: &[String]) -> anyhow::Result<ExitCode> {
             break;
         }
         if tokio::time::Instant::now() > deadline {
-            bail!("await: the sidecar at {health} was not ready after {timeout:?}");
+            return Err(ProgramError::msg(format!(
+                "await: the sidecar at {health} was not ready after {timeout:?}"
+            )));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -393,7 +395,7 @@ pub async fn run_await(args: &[String]) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs the engine until SIGTERM/SIGINT; SIGHUP re-reads every source and applies it.
-pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+pub async fn run(cli: Cli) -> Result<ExitCode, ProgramError> {
     if cli.version {
         println!("{}", version());
         return Ok(ExitCode::SUCCESS);
@@ -403,7 +405,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 
     if let Some(p) = cli.positional.first() {
-        bail!("unexpected argument {p:?}\n{}", crate::args::USAGE);
+        return Err(ProgramError::msg(format!(
+            "unexpected argument {p:?}\n{}",
+            crate::args::USAGE
+        )));
     }
     let kinds = crate::Kinds::builtin();
     let cfg = effective_config(&cli, &kinds).await?;
@@ -426,12 +431,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
-    let engine = Engine::new(EngineOpts {
-        strict: cli.strict,
-        drain: cli.drain.unwrap_or(Duration::from_secs(30)),
-        metrics_client_label: !cli.no_client_label,
-        external_hooks: cli.external_hooks,
-    });
+    let api_slot = crate::api::Slot::default();
+    let kinds = crate::Kinds::builtin_with_api(crate::api::serve_handler(Arc::clone(&api_slot)));
+    let engine = Engine::with_kinds(
+        kinds,
+        EngineOpts {
+            strict: cli.strict,
+            drain: cli.drain.unwrap_or(Duration::from_secs(30)),
+            metrics_client_label: !cli.no_client_label,
+            external_hooks: cli.external_hooks,
+        },
+    );
     let write_lock = Arc::new(tokio::sync::Mutex::new(()));
     let reload: crate::api::ReloadFn = {
         let (cli, engine, lock) = (cli.clone(), Arc::clone(&engine), Arc::clone(&write_lock));
@@ -458,7 +468,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         save_path,
         write: write_lock,
     });
-    *engine.store.api.write() = Some(Arc::clone(&api_ctx));
+    let _ = api_slot.set(Arc::clone(&api_ctx));
     let mut _api_task = None;
     if let Some(a) = cfg.api.clone().filter(|a| !a.addr.is_empty()) {
         let app = crate::api::router(

@@ -15,81 +15,37 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
+use crate::component::{Bound, Connector, DialOpts, Dialer, Target, Targets, Underlay};
 use crate::error::DialError;
 use crate::io::{BoxStream, Outbound};
-use crate::store::{BypassRef, Store};
 
-/// Socket options for the first dial of a route or a direct dial.
-#[derive(Debug, Clone, Default)]
-pub struct DialOpts {
-    /// Per-attempt timeout.
-    pub timeout: Option<Duration>,
-}
-
-/// The raw connection a multiplexing dialer builds a new session on: a TCP dial, or the part
-/// of the route before the node (GOST's route split). Only polled when a session is needed.
-pub type Underlay<'a> = futures::future::BoxFuture<'a, io::Result<BoxStream>>;
-
-/// How bytes reach a node (GOST "dialer"): `tcp`, `tls`, `ws`, ….
+/// What routes look up by name at use time (implemented by the store), so a replaced object
+/// is seen by the next connection.
 #[async_trait]
-pub trait Dialer: Send + Sync {
-    /// Opens the transport to `addr` (only ever called for the first node of a route).
-    async fn dial(&self, addr: &str, opts: &DialOpts) -> io::Result<BoxStream>;
-    /// Runs the transport handshake (TLS, WebSocket upgrade, …) over an existing stream.
-    async fn handshake(&self, conn: BoxStream, _addr: &str) -> io::Result<BoxStream> {
-        Ok(conn)
-    }
-    /// Multiplexing dialers (`mtls`, `mws`, `mwss`) keep one session per node address; the
-    /// route before such a node is carried inside its transport (engine spec §3.2).
-    fn multiplex(&self) -> bool {
-        false
-    }
-    /// Multiplexing dialers: a new stream of the session for `addr`, creating the session
-    /// (transport handshake + smux) over `underlay` when none is alive.
-    async fn dial_mux(&self, addr: &str, _underlay: Underlay<'_>) -> io::Result<BoxStream> {
-        Err(io::Error::other(format!(
-            "dialer for {addr} does not multiplex"
-        )))
-    }
-}
-
-/// Accepts connections arriving on a port bound by a remote node (reverse forwarding).
-#[async_trait]
-pub trait Accept: Send + Sync {
-    /// The next connection and its peer address.
-    async fn accept(&self) -> io::Result<(BoxStream, String)>;
-    /// The bound address as reported by the node.
-    fn addr(&self) -> String;
-}
-
-/// What [`Connector::bind`] returns.
-pub enum Bound {
-    /// TCP: inbound connections.
-    Stream(Box<dyn Accept>),
-    /// UDP: datagrams with peer addresses, and the bound address.
-    Packet(Arc<dyn crate::io::PacketConn>, String),
-}
-
-/// Which proxy protocol a node speaks (GOST "connector"): `http`, `socks5`, `forward`, ….
-#[async_trait]
-pub trait Connector: Send + Sync {
-    /// Per-connection protocol handshake (e.g. SOCKS5 method negotiation).
-    async fn handshake(&self, conn: BoxStream) -> io::Result<BoxStream> {
-        Ok(conn)
-    }
-    /// Asks the node to open `network` (`tcp`/`udp`) to `addr`.
-    async fn connect(
+pub trait Lookup: Send + Sync {
+    /// The top-level hop `name`.
+    fn hop(&self, name: &str) -> Option<Arc<Hop>>;
+    /// Whether the bypasses `names` refuse `network`/`addr` (GOST's group rule; a missing
+    /// name refuses, fail closed).
+    fn bypassed(&self, names: &[String], network: &str, addr: &str) -> bool;
+    /// Resolves the host of `addr` with the named hosts mapper and resolver (unchanged
+    /// without either); a dangling name is an error.
+    async fn resolve(
         &self,
-        conn: BoxStream,
-        network: &str,
+        hosts: Option<&str>,
+        resolver: Option<&str>,
         addr: &str,
-    ) -> Result<Outbound, DialError>;
-    /// Asks the node to listen on `addr` for `network` and hand over what arrives there
-    /// (`rtcp`/`rudp`). Only some connectors support it (`relay`, `socks5`).
-    async fn bind(&self, _conn: BoxStream, network: &str, addr: &str) -> Result<Bound, DialError> {
-        Err(DialError::Upstream(format!(
-            "bind {network} {addr}: this connector does not support binding"
-        )))
+    ) -> Result<String, DialError>;
+}
+
+/// A set of bypass names (service, hop or node level).
+#[derive(Debug, Clone, Default)]
+pub struct BypassRef(pub Vec<String>);
+
+impl BypassRef {
+    /// Whether the named bypasses refuse `network`/`addr` (nothing is refused without names).
+    pub fn bypass(&self, names: &dyn Lookup, network: &str, addr: &str) -> bool {
+        !self.0.is_empty() && names.bypassed(&self.0, network, addr)
     }
 }
 
@@ -256,7 +212,7 @@ impl Hop {
     /// Failed nodes are skipped; when every eligible node is failed the first of them is
     /// returned as a last resort (GOST HEAD behaviour: a hop never goes empty because of
     /// failures, so traffic never silently leaves the chain).
-    pub fn select(&self, store: &Store, ctx: &SelectCtx) -> Option<Arc<Node>> {
+    pub fn select(&self, store: &dyn Lookup, ctx: &SelectCtx) -> Option<Arc<Node>> {
         if self.bypass.bypass(store, &ctx.network, &ctx.addr) {
             return None;
         }
@@ -332,14 +288,55 @@ pub enum Forwarder {
 
 impl Forwarder {
     /// The hop to select a target from; a missing named hop is an error (fail closed).
-    pub fn hop(&self, store: &Store) -> Result<Arc<Hop>, DialError> {
+    pub fn hop(&self, store: &dyn Lookup) -> Result<Arc<Hop>, DialError> {
         match self {
             Forwarder::Inline(h) => Ok(Arc::clone(h)),
             Forwarder::Named(n) => store
-                .hops
-                .get(n)
+                .hop(n)
                 .ok_or_else(|| DialError::Config(format!("forwarder hop {n} not found"))),
         }
+    }
+}
+
+/// A forwarder with what it looks up: the handlers' [`Targets`].
+pub struct ForwarderTargets {
+    /// The forwarder.
+    pub forwarder: Forwarder,
+    /// Where named hops and bypasses are looked up.
+    pub names: Arc<dyn Lookup>,
+}
+
+impl Targets for ForwarderTargets {
+    fn select(
+        &self,
+        network: &str,
+        hash_key: Option<String>,
+    ) -> Result<Arc<dyn Target>, DialError> {
+        let hop = self.forwarder.hop(&*self.names)?;
+        let sel = SelectCtx {
+            network: network.to_string(),
+            addr: String::new(),
+            hash_key,
+        };
+        let node = hop.select(&*self.names, &sel).ok_or(DialError::NoNode)?;
+        Ok(node)
+    }
+}
+
+// === impl Node ===
+
+impl Target for Node {
+    fn addr(&self) -> &str {
+        &self.addr
+    }
+    fn network(&self) -> Option<&str> {
+        self.network.as_deref()
+    }
+    fn mark_failed(&self) {
+        self.marker.mark();
+    }
+    fn mark_ok(&self) {
+        self.marker.reset();
     }
 }
 
@@ -350,19 +347,17 @@ pub struct Chain {
     pub name: String,
     /// Hops in order.
     pub hops: Vec<HopRef>,
-    /// Chain-level marker (for chain groups).
-    pub marker: Marker,
 }
 
 impl Chain {
     /// Builds a route: one node per hop; a hop that yields nothing cuts the chain there.
     /// A dangling hop reference is an error (fail closed, unlike GOST's direct connection).
-    pub fn route(&self, store: &Store, ctx: &SelectCtx) -> Result<Vec<Arc<Node>>, DialError> {
+    pub fn route(&self, store: &dyn Lookup, ctx: &SelectCtx) -> Result<Vec<Arc<Node>>, DialError> {
         let mut route = Vec::with_capacity(self.hops.len());
         for h in &self.hops {
             let hop = match h {
                 HopRef::Inline(h) => Arc::clone(h),
-                HopRef::Named(n) => store.hops.get(n).ok_or_else(|| {
+                HopRef::Named(n) => store.hop(n).ok_or_else(|| {
                     DialError::Config(format!(
                         "chain {}: hop {n} not found (refusing to go direct)",
                         self.name
@@ -379,19 +374,15 @@ impl Chain {
 }
 
 /// Resolves a node's address with its hosts/resolver (system resolution is left to the dialer).
-async fn resolve_node_addr(store: &Store, node: &Node) -> Result<String, DialError> {
-    crate::router::resolve_with(
-        store,
-        node.hosts.as_deref(),
-        node.resolver.as_deref(),
-        &node.addr,
-    )
-    .await
+async fn resolve_node_addr(store: &dyn Lookup, node: &Node) -> Result<String, DialError> {
+    store
+        .resolve(node.hosts.as_deref(), node.resolver.as_deref(), &node.addr)
+        .await
 }
 
 /// Connects through a route and asks the last node for `network`/`target`.
 pub async fn connect_route(
-    store: &Store,
+    store: &dyn Lookup,
     route: &[Arc<Node>],
     network: &str,
     target: &str,
@@ -403,7 +394,7 @@ pub async fn connect_route(
 
 /// Connects through a route and asks the last node to bind `addr` (reverse forwarding).
 pub async fn bind_route(
-    store: &Store,
+    store: &dyn Lookup,
     route: &[Arc<Node>],
     network: &str,
     addr: &str,
@@ -417,7 +408,7 @@ pub async fn bind_route(
 /// stream of its session, whose raw connection is a TCP dial or, when `prefix` is not empty,
 /// a connection through the nodes before it (GOST's route split).
 async fn first_transport(
-    store: &Store,
+    store: &dyn Lookup,
     prefix: &[Arc<Node>],
     node: &Node,
     addr: &str,
@@ -429,7 +420,7 @@ async fn first_transport(
     }
     let underlay: Underlay<'_> = if prefix.is_empty() {
         Box::pin(async move {
-            let s = crate::dialer::tcp::connect(addr, opts).await?;
+            let s = crate::io::connect_tcp(addr, opts.timeout).await?;
             Ok(Box::new(s) as BoxStream)
         })
     } else {
@@ -441,7 +432,7 @@ async fn first_transport(
 
 /// `connect_route(prefix, "tcp", addr)` with an explicit boxed type (breaks the recursion).
 fn connect_prefix<'a>(
-    store: &'a Store,
+    store: &'a dyn Lookup,
     prefix: &'a [Arc<Node>],
     addr: &'a str,
     opts: &'a DialOpts,
@@ -454,7 +445,7 @@ fn connect_prefix<'a>(
 
 /// Connects hop by hop up to the last node (its connector handshake done).
 async fn establish<'r>(
-    store: &Store,
+    store: &dyn Lookup,
     route: &'r [Arc<Node>],
     opts: &DialOpts,
 ) -> Result<(BoxStream, &'r Arc<Node>), DialError> {
@@ -524,202 +515,4 @@ async fn establish<'r>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    struct Nop;
-    #[async_trait]
-    impl Dialer for Nop {
-        async fn dial(&self, _: &str, _: &DialOpts) -> io::Result<BoxStream> {
-            Err(io::Error::other("nop"))
-        }
-    }
-    #[async_trait]
-    impl Connector for Nop {
-        async fn connect(&self, _: BoxStream, _: &str, _: &str) -> Result<Outbound, DialError> {
-            Err(DialError::NoNode)
-        }
-    }
-
-    fn node(name: &str, backup: bool) -> Arc<Node> {
-        Arc::new(Node {
-            name: name.into(),
-            addr: format!("{name}:1"),
-            network: None,
-            dialer: Arc::new(Nop),
-            connector: Arc::new(Nop),
-            bypass: BypassRef::default(),
-            hosts: None,
-            resolver: None,
-            marker: Marker::default(),
-            weight: 1,
-            backup,
-            max_fails: None,
-            fail_timeout: None,
-        })
-    }
-
-    fn hop(strategy: Strategy, nodes: Vec<Arc<Node>>) -> Hop {
-        Hop {
-            name: "h".into(),
-            selector: Selector::new(strategy, 1, Some(Duration::from_secs(10))),
-            bypass: BypassRef::default(),
-            nodes,
-        }
-    }
-
-    #[test]
-    fn round_robin_distributes_evenly() {
-        let store = Store::default();
-        let h = hop(
-            Strategy::Round,
-            vec![node("a", false), node("b", false), node("c", false)],
-        );
-        let mut counts = std::collections::HashMap::new();
-        for _ in 0..300 {
-            let n = h.select(&store, &SelectCtx::default()).unwrap();
-            *counts.entry(n.name.clone()).or_insert(0) += 1;
-        }
-        assert_eq!(
-            counts.values().copied().collect::<Vec<_>>(),
-            vec![100, 100, 100]
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn fifo_fails_over_and_recovers_after_fail_timeout() {
-        let store = Store::default();
-        let h = hop(Strategy::Fifo, vec![node("a", false), node("b", false)]);
-        let ctx = SelectCtx::default();
-        assert_eq!(h.select(&store, &ctx).unwrap().name, "a");
-        h.nodes[0].marker.mark();
-        assert_eq!(h.select(&store, &ctx).unwrap().name, "b");
-        tokio::time::advance(Duration::from_secs(11)).await;
-        assert_eq!(h.select(&store, &ctx).unwrap().name, "a");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn all_failed_returns_last_resort_node() {
-        let store = Store::default();
-        let h = hop(Strategy::Round, vec![node("a", false), node("b", false)]);
-        h.nodes[0].marker.mark();
-        h.nodes[1].marker.mark();
-        assert_eq!(h.select(&store, &SelectCtx::default()).unwrap().name, "a");
-    }
-
-    #[test]
-    fn hash_is_sticky_per_key_and_backup_only_as_fallback() {
-        let store = Store::default();
-        let h = hop(
-            Strategy::Hash,
-            vec![node("a", false), node("b", false), node("c", false)],
-        );
-        let ctx = SelectCtx {
-            hash_key: Some("10.0.0.7".into()),
-            ..Default::default()
-        };
-        let first = h.select(&store, &ctx).unwrap().name.clone();
-        for _ in 0..20 {
-            assert_eq!(h.select(&store, &ctx).unwrap().name, first);
-        }
-        let hb = hop(Strategy::Round, vec![node("p", false), node("bk", true)]);
-        for _ in 0..5 {
-            assert_eq!(hb.select(&store, &SelectCtx::default()).unwrap().name, "p");
-        }
-    }
-
-    fn store_with_bypass(name: &str, matchers: &[&str]) -> Store {
-        let store = Store::default();
-        let c = gost_config::MatcherListConfig {
-            name: name.into(),
-            matchers: matchers.iter().map(|m| m.to_string()).collect(),
-            ..Default::default()
-        };
-        store.bypasses.set(
-            name,
-            Arc::new(crate::policy::MatcherList::build("b", &c, false).unwrap()),
-        );
-        store
-    }
-
-    fn ctx(addr: &str) -> SelectCtx {
-        SelectCtx {
-            network: "tcp".into(),
-            addr: addr.into(),
-            hash_key: None,
-        }
-    }
-
-    #[test]
-    fn hop_bypass_cuts_the_chain_before_that_hop() {
-        let store = store_with_bypass("intranet", &["*.corp.test"]);
-        let mut h1 = hop(Strategy::Round, vec![node("second", false)]);
-        h1.bypass = BypassRef(vec!["intranet".into()]);
-        let chain = Chain {
-            name: "c".into(),
-            hops: vec![
-                HopRef::Inline(Arc::new(hop(Strategy::Round, vec![node("first", false)]))),
-                HopRef::Inline(Arc::new(h1)),
-            ],
-            marker: Marker::default(),
-        };
-        let names = |addr: &str| -> Vec<String> {
-            chain
-                .route(&store, &ctx(addr))
-                .unwrap()
-                .iter()
-                .map(|n| n.name.clone())
-                .collect()
-        };
-        assert_eq!(names("www.example.test:80"), vec!["first", "second"]);
-        assert_eq!(names("db.corp.test:5432"), vec!["first"]);
-    }
-
-    #[test]
-    fn node_bypass_excludes_only_that_node() {
-        let store = store_with_bypass("no-a", &["*.a.test"]);
-        let a = Arc::new(Node {
-            bypass: BypassRef(vec!["no-a".into()]),
-            ..Arc::try_unwrap(node("a", false)).unwrap()
-        });
-        let h = hop(Strategy::Fifo, vec![a, node("b", false)]);
-        assert_eq!(h.select(&store, &ctx("x.a.test:1")).unwrap().name, "b");
-        assert_eq!(h.select(&store, &ctx("x.b.test:1")).unwrap().name, "a");
-        // Every node bypassed: the hop yields nothing (chain cut, never a failed node).
-        let only = hop(
-            Strategy::Fifo,
-            vec![Arc::new(Node {
-                bypass: BypassRef(vec!["no-a".into()]),
-                ..Arc::try_unwrap(node("a", false)).unwrap()
-            })],
-        );
-        assert!(only.select(&store, &ctx("x.a.test:1")).is_none());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn per_node_max_fails_and_weights() {
-        let store = Store::default();
-        let tolerant = Arc::new(Node {
-            max_fails: Some(3),
-            ..Arc::try_unwrap(node("t", false)).unwrap()
-        });
-        let h = hop(Strategy::Fifo, vec![tolerant, node("b", false)]);
-        h.nodes[0].marker.mark();
-        h.nodes[0].marker.mark();
-        assert_eq!(h.select(&store, &SelectCtx::default()).unwrap().name, "t");
-        h.nodes[0].marker.mark();
-        assert_eq!(h.select(&store, &SelectCtx::default()).unwrap().name, "b");
-        tokio::time::advance(Duration::from_secs(11)).await;
-        assert_eq!(h.select(&store, &SelectCtx::default()).unwrap().name, "t");
-        // Weighted random: a weight-0 node counts as 1; a 9:1 split picks the heavy node often.
-        let heavy = Arc::new(Node {
-            weight: 9,
-            ..Arc::try_unwrap(node("heavy", false)).unwrap()
-        });
-        let hr = hop(Strategy::Rand, vec![heavy, node("light", false)]);
-        let picks = (0..1000)
-            .filter(|_| hr.select(&store, &SelectCtx::default()).unwrap().name == "heavy")
-            .count();
-        assert!(picks > 700, "{picks}");
-    }
-}
+mod tests;

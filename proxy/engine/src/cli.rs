@@ -412,78 +412,17 @@ fn build_services(
     cfg: &mut Config,
     chained: bool,
     prefix: &str,
-    kinds: &crate::Kinds,
+    kinds: &crate::component::Kinds,
 ) -> Result<(), BuildError> {
     let flag = "-L";
     let parts = split_url(flag, url)?;
-    let (h, l) = match parts.scheme.split_once('+') {
-        Some((h, l)) => (h.to_string(), l.to_string()),
-        None => (parts.scheme.clone(), parts.scheme.clone()),
-    };
-    let mut handler = if GOST_HANDLERS.contains(&h.as_str()) {
-        h.clone()
+    let (handler, listener) = service_types(url, &parts, kinds)?;
+    let targets = forward_targets(flag, url, &parts)?;
+    let handler = if !targets.is_empty() && handler != "relay" {
+        forwarding_handler(url, &listener, kinds)?
     } else {
-        "auto".into()
+        handler
     };
-    let listener = if GOST_LISTENERS.contains(&l.as_str()) {
-        l.clone()
-    } else if handler == "ssu" {
-        "udp".into()
-    } else {
-        "tcp".into()
-    };
-    for (kind, name, ours) in [
-        (
-            "handler",
-            &handler,
-            kinds.handlers.contains_key(handler.as_str()),
-        ),
-        (
-            "listener",
-            &listener,
-            kinds.listeners.contains_key(listener.as_str()),
-        ),
-    ] {
-        if !ours {
-            let supported = if kind == "handler" {
-                crate::component::list_names(&kinds.handlers)
-            } else {
-                crate::component::list_names(&kinds.listeners)
-            };
-            return Err(cli_err(
-                flag,
-                url,
-                format!("{kind} {name:?} is not supported by gost-proxy (supported: {supported})"),
-            ));
-        }
-    }
-    let mut targets = Vec::new();
-    for t in parts
-        .path
-        .trim_matches('/')
-        .split(',')
-        .filter(|t| !t.is_empty())
-    {
-        targets.extend(expand_ports(flag, url, t)?);
-    }
-    if !targets.is_empty() && handler != "relay" {
-        handler = if [
-            "tcp", "udp", "rtcp", "rudp", "tun", "tap", "dns", "unix", "runix", "serial",
-        ]
-        .contains(&listener.as_str())
-        {
-            listener.clone()
-        } else {
-            "forward".into()
-        };
-        if !kinds.handlers.contains_key(handler.as_str()) {
-            return Err(cli_err(
-                flag,
-                url,
-                format!("handler {handler:?} is not supported by gost-proxy"),
-            ));
-        }
-    }
     let addrs = expand_ports(flag, url, &parts.host)?;
     let mut q = parts.query.clone();
     let selector = selector_from(&q).map_err(|e| cli_err(flag, url, e))?;
@@ -502,31 +441,7 @@ fn build_services(
     let auth = auth_from(&parts);
     let tls = tls_from(&q);
     q.retain(|(k, _)| !LISTENER_TLS_KEYS.iter().any(|x| x.eq_ignore_ascii_case(k)) && k != "auth");
-    let (mut smd, mut hmd, mut lmd) = (Metadata::new(), Metadata::new(), Metadata::new());
-    for (k, v) in &q {
-        if let Some(x) = k.strip_prefix("service.") {
-            md_insert(&mut smd, x, v);
-        } else if let Some(x) = k.strip_prefix("handler.") {
-            md_insert(&mut hmd, x, v);
-        } else if let Some(x) = k.strip_prefix("listener.") {
-            md_insert(&mut lmd, x, v);
-        } else if SERVICE_SCOPE_KEYS.contains(&k.as_str()) {
-            md_insert(&mut smd, k, v);
-        } else {
-            md_insert(&mut smd, k, v);
-            md_insert(&mut hmd, k, v);
-            md_insert(&mut lmd, k, v);
-        }
-    }
-    for k in EXTRACTED_HANDLER_KEYS {
-        hmd.remove(*k);
-    }
-    if let Some(v) = smd.get("dns").and_then(|v| v.as_str()).map(str::to_string) {
-        let list: Vec<Value> = v.split(',').map(|s| Value::String(s.to_string())).collect();
-        smd.insert("dns".into(), Value::Array(list.clone()));
-        hmd.insert("dns".into(), Value::Array(list.clone()));
-        lmd.insert("dns".into(), Value::Array(list));
-    }
+    let (smd, hmd, lmd) = scoped_metadata(&q);
     let reverse = ["rtcp", "rudp", "runix"].contains(&listener.as_str());
     for (i, addr) in addrs.iter().enumerate() {
         let svc_targets: Vec<String> = if addrs.len() == 1 || targets.len() == 1 {
@@ -579,13 +494,135 @@ fn build_services(
     Ok(())
 }
 
+/// The handler and listener types of a `-L` scheme (`handler+listener`, or one name for both;
+/// GOST's defaults for names that are not a handler or listener), both supported here.
+fn service_types(
+    url: &str,
+    parts: &Parts,
+    kinds: &crate::component::Kinds,
+) -> Result<(String, String), BuildError> {
+    let (h, l) = match parts.scheme.split_once('+') {
+        Some((h, l)) => (h.to_string(), l.to_string()),
+        None => (parts.scheme.clone(), parts.scheme.clone()),
+    };
+    let handler = if GOST_HANDLERS.contains(&h.as_str()) {
+        h
+    } else {
+        "auto".into()
+    };
+    let listener = if GOST_LISTENERS.contains(&l.as_str()) {
+        l
+    } else if handler == "ssu" {
+        "udp".into()
+    } else {
+        "tcp".into()
+    };
+    for (kind, name, ours) in [
+        (
+            "handler",
+            &handler,
+            kinds.handlers.contains_key(handler.as_str()),
+        ),
+        (
+            "listener",
+            &listener,
+            kinds.listeners.contains_key(listener.as_str()),
+        ),
+    ] {
+        if !ours {
+            let supported = if kind == "handler" {
+                crate::component::list_names(&kinds.handlers)
+            } else {
+                crate::component::list_names(&kinds.listeners)
+            };
+            return Err(cli_err(
+                "-L",
+                url,
+                format!("{kind} {name:?} is not supported by gost-proxy (supported: {supported})"),
+            ));
+        }
+    }
+    Ok((handler, listener))
+}
+
+/// The forward targets of a `-L` path (`/a:1,b:2`, port ranges expanded).
+fn forward_targets(flag: &str, url: &str, parts: &Parts) -> Result<Vec<String>, BuildError> {
+    let mut targets = Vec::new();
+    for t in parts
+        .path
+        .trim_matches('/')
+        .split(',')
+        .filter(|t| !t.is_empty())
+    {
+        targets.extend(expand_ports(flag, url, t)?);
+    }
+    Ok(targets)
+}
+
+/// The handler of a service with forward targets: the listener's own forwarder where GOST has
+/// one (`tcp`, `udp`, `rtcp`, …), else `forward`.
+fn forwarding_handler(
+    url: &str,
+    listener: &str,
+    kinds: &crate::component::Kinds,
+) -> Result<String, BuildError> {
+    let handler = if [
+        "tcp", "udp", "rtcp", "rudp", "tun", "tap", "dns", "unix", "runix", "serial",
+    ]
+    .contains(&listener)
+    {
+        listener.to_string()
+    } else {
+        "forward".into()
+    };
+    if !kinds.handlers.contains_key(handler.as_str()) {
+        return Err(cli_err(
+            "-L",
+            url,
+            format!("handler {handler:?} is not supported by gost-proxy"),
+        ));
+    }
+    Ok(handler)
+}
+
+/// Service, handler and listener metadata from the query: `service.`/`handler.`/`listener.`
+/// prefixes pick one, service-scope keys go to the service, every other key to all three.
+fn scoped_metadata(q: &[(String, String)]) -> (Metadata, Metadata, Metadata) {
+    let (mut smd, mut hmd, mut lmd) = (Metadata::new(), Metadata::new(), Metadata::new());
+    for (k, v) in q {
+        if let Some(x) = k.strip_prefix("service.") {
+            md_insert(&mut smd, x, v);
+        } else if let Some(x) = k.strip_prefix("handler.") {
+            md_insert(&mut hmd, x, v);
+        } else if let Some(x) = k.strip_prefix("listener.") {
+            md_insert(&mut lmd, x, v);
+        } else if SERVICE_SCOPE_KEYS.contains(&k.as_str()) {
+            md_insert(&mut smd, k, v);
+        } else {
+            md_insert(&mut smd, k, v);
+            md_insert(&mut hmd, k, v);
+            md_insert(&mut lmd, k, v);
+        }
+    }
+    for k in EXTRACTED_HANDLER_KEYS {
+        hmd.remove(*k);
+    }
+    if let Some(v) = smd.get("dns").and_then(|v| v.as_str()).map(str::to_string) {
+        let list: Vec<Value> = v.split(',').map(|s| Value::String(s.to_string())).collect();
+        smd.insert("dns".into(), Value::Array(list.clone()));
+        hmd.insert("dns".into(), Value::Array(list.clone()));
+        lmd.insert("dns".into(), Value::Array(list));
+    }
+    (smd, hmd, lmd)
+}
+
 /// Builds hop `hop-<i>` of `chain-0` from a `-F` value.
 fn build_hop(
     i: usize,
     url: &str,
     names: &mut Names,
     cfg: &mut Config,
-    kinds: &crate::Kinds,
+    kinds: &crate::component::Kinds,
 ) -> Result<HopConfig, BuildError> {
     let flag = "-F";
     let parts = split_url(flag, url)?;
@@ -768,7 +805,7 @@ pub fn build(
     services: &[String],
     nodes: &[String],
     gost_id: Option<&str>,
-    kinds: &crate::Kinds,
+    kinds: &crate::component::Kinds,
 ) -> Result<Config, BuildError> {
     let mut cfg = Config::default();
     let mut names = Names::default();
@@ -794,8 +831,8 @@ pub fn build(
 mod tests {
     use super::*;
 
-    fn k() -> crate::Kinds {
-        crate::Kinds::builtin()
+    fn k() -> crate::component::Kinds {
+        crate::component::Kinds::builtin()
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! rejected as a whole and the running config keeps serving.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -76,7 +77,15 @@ pub struct Engine {
     /// Metrics.
     pub metrics: Arc<Metrics>,
     opts: EngineOpts,
+    /// Running services. Held only to read or change the map, never across hooks, binds or
+    /// drains, so `/ready` and the API answer while an apply runs hooks.
     services: tokio::sync::Mutex<BTreeMap<String, Running>>,
+    /// Serialises applies (and shutdown) with each other.
+    applying: tokio::sync::Mutex<()>,
+    /// Services an apply is about to start (not ready until they are in the map and ready).
+    starting: std::sync::atomic::AtomicUsize,
+    /// Set by shutdown: nothing is ready any more.
+    closing: std::sync::atomic::AtomicBool,
     config: Mutex<Config>,
     retiring: tokio_util::task::TaskTracker,
 }
@@ -107,6 +116,9 @@ impl Engine {
             metrics: Arc::new(Metrics::new(opts.metrics_client_label)),
             opts,
             services: tokio::sync::Mutex::new(BTreeMap::new()),
+            applying: tokio::sync::Mutex::new(()),
+            starting: std::sync::atomic::AtomicUsize::new(0),
+            closing: std::sync::atomic::AtomicBool::new(false),
             config: Mutex::new(Config::default()),
             retiring: tokio_util::task::TaskTracker::new(),
         })
@@ -159,55 +171,65 @@ impl Engine {
 
     /// Applies a whole config: validate, then diff and apply by name.
     pub async fn apply(self: &Arc<Self>, cfg: Config) -> Result<ApplyReport, BuildErrors> {
-        let mut running = self.services.lock().await;
+        let _applying = self.applying.lock().await;
         let built = self.check(&cfg)?;
         install(&self.store, built);
         let mut report = ApplyReport::default();
         let wanted: BTreeMap<&str, &gost_config::ServiceConfig> =
             cfg.services.iter().map(|s| (s.name.as_str(), s)).collect();
         let drain = self.opts.drain;
-        let mut handed: BTreeMap<String, Arc<dyn crate::component::Listener>> = BTreeMap::new();
-        for name in running.keys().cloned().collect::<Vec<_>>() {
-            let Some(old) = running.get(&name) else {
-                continue;
-            };
-            match wanted.get(name.as_str()) {
-                Some(w) if same_service(w, &old.raw) => {
-                    report.unchanged.push(name);
+        // Take the services that change or go out of the map first; their hooks run after.
+        let mut leaving: Vec<(Running, bool)> = Vec::new();
+        {
+            let mut running = self.services.lock().await;
+            for name in running.keys().cloned().collect::<Vec<_>>() {
+                let Some(old) = running.get(&name) else {
                     continue;
-                }
-                Some(w) => {
-                    report.changed.push(name.clone());
-                    // Same address and listener: hand the bound socket to the new service so
-                    // nothing is refused; otherwise release it before the new one binds.
-                    let hand_over = same_listener(w, &old.raw);
-                    if let Some(r) = running.remove(&name) {
-                        r.svc.run_hooks(Phase::PreDown).await;
-                        if hand_over {
-                            if let Some(l) = r.svc.take_listener() {
-                                handed.insert(name.clone(), l);
-                            }
-                        } else {
-                            r.svc.stop_listening();
-                        }
-                        self.retire(r, drain);
+                };
+                let hand_over = match wanted.get(name.as_str()) {
+                    Some(w) if same_service(w, &old.raw) => {
+                        report.unchanged.push(name);
+                        continue;
                     }
-                }
-                None => {
-                    report.removed.push(name.clone());
-                    if let Some(r) = running.remove(&name) {
-                        r.svc.run_hooks(Phase::PreDown).await;
-                        r.svc.stop_listening();
-                        self.retire(r, drain);
+                    Some(w) => {
+                        report.changed.push(name.clone());
+                        // Same address and listener: hand the bound socket to the new service
+                        // so nothing is refused; otherwise release it before the new one binds.
+                        same_listener(w, &old.raw)
                     }
+                    None => {
+                        report.removed.push(name.clone());
+                        false
+                    }
+                };
+                if let Some(r) = running.remove(&name) {
+                    leaving.push((r, hand_over));
                 }
             }
+            let to_start = cfg.services.len().saturating_sub(report.unchanged.len());
+            self.starting.fetch_add(to_start, Ordering::SeqCst);
         }
+        let mut handed: BTreeMap<String, Arc<dyn crate::component::Listener>> = BTreeMap::new();
+        for (r, hand_over) in leaving {
+            r.svc.run_hooks(Phase::PreDown).await;
+            if hand_over {
+                if let Some(l) = r.svc.take_listener() {
+                    handed.insert(r.svc.name.clone(), l);
+                }
+            } else {
+                r.svc.stop_listening();
+            }
+            self.retire(r, drain);
+        }
+        let unchanged = report.unchanged.clone();
         for s in &cfg.services {
-            if running.contains_key(&s.name) {
+            if unchanged.contains(&s.name) {
                 continue;
             }
-            match self.start_service(s, handed.remove(&s.name)).await {
+            let started = self.start_service(s, handed.remove(&s.name)).await;
+            let mut running = self.services.lock().await;
+            self.starting.fetch_sub(1, Ordering::SeqCst);
+            match started {
                 Ok(r) => {
                     if !report.changed.contains(&s.name) {
                         report.added.push(s.name.clone());
@@ -261,11 +283,10 @@ impl Engine {
 
     /// Whether every service is accepting (after its `postUp`).
     pub async fn ready(&self) -> bool {
-        self.services
-            .lock()
-            .await
-            .values()
-            .all(|r| r.svc.is_ready())
+        let running = self.services.lock().await;
+        !self.closing.load(Ordering::SeqCst)
+            && self.starting.load(Ordering::SeqCst) == 0
+            && running.values().all(|r| r.svc.is_ready())
     }
 
     /// `preDown` done, the pod is stopping: services bound to a non-loopback address (inbound
@@ -305,8 +326,11 @@ impl Engine {
     /// Graceful shutdown: `preDown` for all, listeners closed at once, connections drain until
     /// `deadline`, then `postDown` for all.
     pub async fn shutdown(&self, deadline: Duration) {
-        let mut running = self.services.lock().await;
-        let all: Vec<Running> = std::mem::take(&mut *running).into_values().collect();
+        self.closing.store(true, Ordering::SeqCst);
+        let _applying = self.applying.lock().await;
+        let all: Vec<Running> = std::mem::take(&mut *self.services.lock().await)
+            .into_values()
+            .collect();
         futures::future::join_all(all.iter().map(|r| async move {
             r.svc.run_hooks(Phase::PreDown).await;
             r.svc.stop_listening();

@@ -90,12 +90,85 @@ impl DialError {
     }
 }
 
+/// The kind of the underlying error (timed out for timeouts); the message keeps the address
+/// and the source chain stays reachable.
 impl From<DialError> for io::Error {
     fn from(e: DialError) -> Self {
-        match e {
-            DialError::Io { source, .. } => source,
-            DialError::Timeout(_) => io::Error::new(io::ErrorKind::TimedOut, e.to_string()),
-            other => io::Error::other(other.to_string()),
-        }
+        let kind = match &e {
+            DialError::Io { source, .. } => source.kind(),
+            DialError::Timeout(_) => io::ErrorKind::TimedOut,
+            _ => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, e)
+    }
+}
+
+/// Why the program (`gost-proxy` start-up, hook runs, supervision) stopped: a message, or
+/// what it was doing with the error that stopped it (the whole source chain is displayed,
+/// `doing: error: cause: …`).
+#[derive(Debug, thiserror::Error)]
+pub enum ProgramError {
+    /// A plain message (bad flags, unsupported sources, timeouts).
+    #[error("{0}")]
+    Msg(String),
+    /// An error with what the program was doing.
+    #[error("{context}: {}", chain(&**.source))]
+    Context {
+        /// What the program was doing (`-C gost.yaml`, `api.addr :18080`, …).
+        context: String,
+        /// The error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// An I/O error without context.
+    #[error("{}", chain(.0))]
+    Io(#[from] io::Error),
+}
+
+impl ProgramError {
+    /// A plain message.
+    pub fn msg(m: impl Into<String>) -> Self {
+        ProgramError::Msg(m.into())
+    }
+}
+
+impl From<gost_config::ConfigError> for ProgramError {
+    fn from(e: gost_config::ConfigError) -> Self {
+        ProgramError::Msg(chain(&e))
+    }
+}
+
+/// An error and its sources, `a: b: c`.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Adds what the program was doing to an error (`.context("-C -")`).
+pub trait Context<T> {
+    /// With a fixed context.
+    fn context(self, c: impl fmt::Display) -> Result<T, ProgramError>;
+    /// With a context computed on error only.
+    fn with_context<C: fmt::Display>(self, f: impl FnOnce() -> C) -> Result<T, ProgramError>;
+}
+
+impl<T, E: std::error::Error + Send + Sync + 'static> Context<T> for Result<T, E> {
+    fn context(self, c: impl fmt::Display) -> Result<T, ProgramError> {
+        self.map_err(|e| ProgramError::Context {
+            context: c.to_string(),
+            source: Box::new(e),
+        })
+    }
+    fn with_context<C: fmt::Display>(self, f: impl FnOnce() -> C) -> Result<T, ProgramError> {
+        self.map_err(|e| ProgramError::Context {
+            context: f().to_string(),
+            source: Box::new(e),
+        })
     }
 }

@@ -31,7 +31,7 @@ use crate::engine::Engine;
 
 /// Default health address of the sidecar (Istio's 15020/15021 stay free for an Istio sidecar in
 /// the same pod).
-pub const DEFAULT_ADDR: &str = "[::]:15300";
+pub const DEFAULT_ADDR: &str = gost_config::SIDECAR_HEALTH_ADDR;
 
 /// An answer: status code and body.
 pub type Reply = (u16, String);

@@ -79,6 +79,119 @@ impl PacketConn for UdpPacket {
     }
 }
 
+/// Opens a TCP connection to `addr` within `timeout` (expiry: a `TimedOut` error naming the
+/// address), TCP_NODELAY on: the one plain TCP dial of the engine (the `tcp` dialer, direct
+/// routes and the raw connection under a multiplexed session).
+pub async fn connect_tcp(
+    addr: &str,
+    timeout: Option<Duration>,
+) -> io::Result<tokio::net::TcpStream> {
+    let fut = tokio::net::TcpStream::connect(addr);
+    let s = match timeout {
+        Some(t) => tokio::time::timeout(t, fut).await.map_err(|_| {
+            io::Error::new(io::ErrorKind::TimedOut, format!("dial {addr}: timed out"))
+        })??,
+        None => fut.await?,
+    };
+    let _ = s.set_nodelay(true);
+    Ok(s)
+}
+
+/// A UDP socket on an ephemeral port of every address: dual-stack `[::]`, or `0.0.0.0` where
+/// IPv6 is not available (tried only then).
+pub async fn bind_udp_any() -> io::Result<tokio::net::UdpSocket> {
+    match tokio::net::UdpSocket::bind("[::]:0").await {
+        Ok(s) => Ok(s),
+        Err(_) => tokio::net::UdpSocket::bind("0.0.0.0:0").await,
+    }
+}
+
+/// A stream that sends `prefix` in front of the first bytes written, in the same write (so a
+/// deferred request or response shares a packet with the first data), or at the latest on
+/// flush, shutdown or [`PrefixWrite::poll_send_prefix`].
+pub struct PrefixWrite<S> {
+    inner: S,
+    prefix: Vec<u8>,
+    pos: usize,
+}
+
+impl<S> PrefixWrite<S> {
+    /// `inner` with `prefix` pending.
+    pub fn new(inner: S, prefix: Vec<u8>) -> PrefixWrite<S> {
+        PrefixWrite {
+            inner,
+            prefix,
+            pos: 0,
+        }
+    }
+
+    /// The wrapped stream.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+}
+
+impl<S: AsyncWrite + Unpin> PrefixWrite<S> {
+    /// Writes what is left of the prefix.
+    pub fn poll_send_prefix(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.pos < self.prefix.len() {
+            let n = std::task::ready!(
+                Pin::new(&mut self.inner).poll_write(cx, &self.prefix[self.pos..])
+            )?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.pos += n;
+        }
+        if !self.prefix.is_empty() {
+            self.prefix = Vec::new();
+            self.pos = 0;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for PrefixWrite<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, out)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for PrefixWrite<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.pos < self.prefix.len() {
+            let mut both = self.prefix[self.pos..].to_vec();
+            both.extend_from_slice(buf);
+            let n = std::task::ready!(Pin::new(&mut self.inner).poll_write(cx, &both))?;
+            let pending = self.prefix.len() - self.pos;
+            if n > pending {
+                self.pos = self.prefix.len();
+                std::task::ready!(self.poll_send_prefix(cx))?;
+                return Poll::Ready(Ok(n - pending));
+            }
+            self.pos += n;
+            std::task::ready!(self.poll_send_prefix(cx))?;
+        }
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.poll_send_prefix(cx))?;
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.poll_send_prefix(cx))?;
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// A stream that replays already-read bytes before reading from the inner stream
 /// (protocol sniffing, buffered request heads).
 pub struct Rewind<S> {

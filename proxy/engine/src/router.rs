@@ -1,12 +1,16 @@
 //! The router: how a handler reaches a target. Resolves the target with the service's hosts
 //! mapper and resolver, builds a route through the service's chain, connects, and retries
-//! (each retry re-runs node selection, so retries fail over).
+//! (each retry re-runs node selection, so retries fail over). Without a chain (or when the
+//! route is empty) the target is reached through the direct transport, a dialer and a
+//! connector taken from the registry like any chain node's.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::addr::{join_host_port, split_host_port};
-use crate::chain::{bind_route, connect_route, Bound, DialOpts, SelectCtx};
+use async_trait::async_trait;
+
+use crate::chain::{bind_route, connect_route, Lookup, SelectCtx};
+use crate::component::{Bound, Connector, DialOpts, Dialer, Route};
 use crate::error::DialError;
 use crate::io::{Outbound, UdpPacket};
 use crate::store::Store;
@@ -14,8 +18,18 @@ use crate::store::Store;
 /// Default per-attempt timeout (GOST `dialTimeout`).
 pub const DEFAULT_DIAL_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// How a target is reached without a proxy: TCP through a dialer and a connector (the
+/// registry's `tcp` and `forward`), UDP through a local socket.
+#[derive(Clone)]
+pub struct Direct {
+    /// Opens the connection.
+    pub dialer: Arc<dyn Dialer>,
+    /// Passes it on.
+    pub connector: Arc<dyn Connector>,
+}
+
 /// A service's router.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Router {
     /// Named instances.
     pub store: Arc<Store>,
@@ -29,28 +43,36 @@ pub struct Router {
     pub retries: u32,
     /// Per-attempt timeout.
     pub timeout: Duration,
+    /// The direct transport.
+    pub direct: Direct,
 }
 
-impl Router {
-    /// A direct router with no chain.
-    pub fn direct(store: Arc<Store>) -> Router {
-        Router {
-            store,
-            chain: None,
-            hosts: None,
-            resolver: None,
-            retries: 0,
-            timeout: DEFAULT_DIAL_TIMEOUT,
-        }
-    }
+// === impl Router ===
 
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("chain", &self.chain)
+            .field("hosts", &self.hosts)
+            .field("resolver", &self.resolver)
+            .field("retries", &self.retries)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+#[async_trait]
+impl Route for Router {
     /// Opens `network` (`tcp`, `udp`) to `addr` through the chain, with retries.
-    pub async fn dial(
+    async fn dial(
         &self,
         network: &str,
         addr: &str,
         hash_key: Option<String>,
     ) -> Result<Outbound, DialError> {
+        let span = tracing::Span::current();
+        span.record("dst", addr);
+        span.record("route", self.chain.as_deref().unwrap_or("direct"));
         let attempts = self.retries.saturating_add(1);
         let mut last = DialError::NoNode;
         for i in 0..attempts {
@@ -77,7 +99,7 @@ impl Router {
 
     /// Asks the chain's last node to bind `addr` for `network` (`rtcp`/`rudp`). `Ok(None)`
     /// when there is no chain or the route is empty: the caller binds locally.
-    pub async fn bind(&self, network: &str, addr: &str) -> Result<Option<Bound>, DialError> {
+    async fn bind(&self, network: &str, addr: &str) -> Result<Option<Bound>, DialError> {
         let Some(name) = &self.chain else {
             return Ok(None);
         };
@@ -89,7 +111,7 @@ impl Router {
             addr: addr.to_string(),
             hash_key: None,
         };
-        let route = chain.route(&self.store, &ctx)?;
+        let route = chain.route(&*self.store, &ctx)?;
         if route.is_empty() {
             return Ok(None);
         }
@@ -98,13 +120,19 @@ impl Router {
         };
         tokio::time::timeout(
             self.timeout,
-            bind_route(&self.store, &route, network, addr, &opts),
+            bind_route(&*self.store, &route, network, addr, &opts),
         )
         .await
         .map_err(|_| DialError::Timeout(addr.to_string()))?
         .map(Some)
     }
 
+    fn has_chain(&self) -> bool {
+        self.chain.is_some()
+    }
+}
+
+impl Router {
     async fn dial_once(
         &self,
         network: &str,
@@ -114,13 +142,9 @@ impl Router {
         let target = if addr.is_empty() {
             String::new()
         } else {
-            resolve_with(
-                &self.store,
-                self.hosts.as_deref(),
-                self.resolver.as_deref(),
-                addr,
-            )
-            .await?
+            self.store
+                .resolve(self.hosts.as_deref(), self.resolver.as_deref(), addr)
+                .await?
         };
         let opts = DialOpts {
             timeout: Some(self.timeout),
@@ -136,82 +160,36 @@ impl Router {
                     addr: target.clone(),
                     hash_key,
                 };
-                let r = chain.route(&self.store, &ctx);
-                match &r {
-                    Ok(nodes) if !nodes.is_empty() => chain.marker.reset(),
-                    _ => {}
-                }
-                r?
+                chain.route(&*self.store, &ctx)?
             }
         };
         if route.is_empty() {
-            return dial_direct(network, &target, &opts).await;
+            return self.dial_direct(network, &target, &opts).await;
         }
-        connect_route(&self.store, &route, network, &target, &opts).await
+        connect_route(&*self.store, &route, network, &target, &opts).await
     }
-}
 
-/// Resolves the host part of `addr` with a hosts mapper then a resolver (names looked up in
-/// `store`); without either, returns `addr` unchanged. A dangling name is an error.
-pub async fn resolve_with(
-    store: &Store,
-    hosts: Option<&str>,
-    resolver: Option<&str>,
-    addr: &str,
-) -> Result<String, DialError> {
-    if hosts.is_none() && resolver.is_none() {
-        return Ok(addr.to_string());
-    }
-    let Some((host, port)) = split_host_port(addr) else {
-        return Ok(addr.to_string());
-    };
-    if host.is_empty() || host.parse::<std::net::IpAddr>().is_ok() {
-        return Ok(addr.to_string());
-    }
-    if let Some(h) = hosts {
-        let m = store
-            .hosts
-            .get(h)
-            .ok_or_else(|| DialError::Config(format!("hosts {h} not found")))?;
-        if let Some(ip) = m.lookup(host) {
-            return Ok(join_host_port(&ip.to_string(), port));
+    /// Direct connection without a proxy.
+    async fn dial_direct(
+        &self,
+        network: &str,
+        addr: &str,
+        opts: &DialOpts,
+    ) -> Result<Outbound, DialError> {
+        if network.starts_with("udp") {
+            let sock = crate::io::bind_udp_any()
+                .await
+                .map_err(|e| DialError::io(addr, e))?;
+            return Ok(Outbound::Packet(Arc::new(UdpPacket(sock))));
         }
+        let conn = self.direct.dialer.dial(addr, opts).await.map_err(|e| {
+            // the dial's own deadline (an OS-level ETIMEDOUT stays an I/O error)
+            if e.kind() == std::io::ErrorKind::TimedOut && e.get_ref().is_some() {
+                DialError::Timeout(addr.to_string())
+            } else {
+                DialError::io(addr, e)
+            }
+        })?;
+        self.direct.connector.connect(conn, network, addr).await
     }
-    if let Some(r) = resolver {
-        let res = store
-            .resolvers
-            .get(r)
-            .ok_or_else(|| DialError::Config(format!("resolver {r} not found")))?;
-        let ip = res
-            .resolve(host)
-            .await
-            .map_err(|e| DialError::io(addr, e))?;
-        return Ok(join_host_port(&ip.to_string(), port));
-    }
-    Ok(addr.to_string())
-}
-
-/// Direct connection without a proxy.
-pub async fn dial_direct(
-    network: &str,
-    addr: &str,
-    opts: &DialOpts,
-) -> Result<Outbound, DialError> {
-    if network.starts_with("udp") {
-        let sock = tokio::net::UdpSocket::bind("[::]:0")
-            .await
-            .or(tokio::net::UdpSocket::bind("0.0.0.0:0").await)
-            .map_err(|e| DialError::io(addr, e))?;
-        return Ok(Outbound::Packet(Arc::new(UdpPacket(sock))));
-    }
-    let fut = tokio::net::TcpStream::connect(addr);
-    let s = match opts.timeout {
-        Some(t) => tokio::time::timeout(t, fut)
-            .await
-            .map_err(|_| DialError::Timeout(addr.to_string()))?,
-        None => fut.await,
-    }
-    .map_err(|e| DialError::io(addr, e))?;
-    let _ = s.set_nodelay(true);
-    Ok(Outbound::Stream(Box::new(s)))
 }

@@ -272,7 +272,16 @@ impl Service {
             let cut = self.cut.clone();
             let this = Arc::clone(&self);
             self.metrics.conn_start(&self.name, &ip);
-            self.conns.spawn(async move {
+            // One span per connection; the router records the target and route it dials.
+            let span = tracing::info_span!(
+                "conn",
+                sid = %ctx.sid,
+                service = %self.name,
+                client = %peer,
+                dst = tracing::field::Empty,
+                route = tracing::field::Empty,
+            );
+            let conn_task = async move {
                 let start = tokio::time::Instant::now();
                 let sid = ctx.sid.clone();
                 let res = tokio::select! {
@@ -285,11 +294,15 @@ impl Service {
                         this.metrics.handler_error(&this.name, &ip);
                         tracing::debug!(service = %this.name, sid = %sid, client = %ip, error = %e, "connection ended with error");
                     }
-                    None => tracing::debug!(service = %this.name, sid = %sid, "connection cut at drain deadline"),
+                    None => {
+                        tracing::debug!(service = %this.name, sid = %sid, "connection cut at drain deadline")
+                    }
                     Some(Ok(())) => {}
                 }
                 this.metrics.conn_end(&this.name, &ip, start.elapsed());
-            });
+            };
+            self.conns
+                .spawn(tracing::Instrument::instrument(conn_task, span));
         }
         self.metrics.service_up(false);
     }

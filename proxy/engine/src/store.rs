@@ -5,9 +5,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use parking_lot::RwLock;
 
-use crate::chain::{Chain, Hop};
+use crate::addr::{join_host_port, split_host_port};
+pub use crate::chain::BypassRef;
+use crate::chain::{Chain, Hop, Lookup};
+use crate::component::{Auth, Bypass};
+use crate::error::DialError;
 use crate::policy::{Auther, Hosts, MatcherList};
 use crate::resolver::Resolver;
 
@@ -57,10 +62,80 @@ pub struct Store {
     pub hosts: Named<Hosts>,
     /// `resolvers`.
     pub resolvers: Named<Resolver>,
-    /// The Web API context, for services with the `api` handler.
-    pub api: RwLock<Option<Arc<crate::api::ApiContext>>>,
     /// The global default server certificate (top-level `tls:`).
     pub tls: RwLock<Arc<crate::tls::GlobalTls>>,
+}
+
+// === impl Store ===
+
+#[async_trait]
+impl Lookup for Store {
+    fn hop(&self, name: &str) -> Option<Arc<Hop>> {
+        self.hops.get(name)
+    }
+
+    /// GOST's group rule: if whitelist members exist and all say bypass → bypass; else bypass
+    /// if any blacklist member says so. A missing name bypasses (fail closed, logged).
+    fn bypassed(&self, names: &[String], network: &str, addr: &str) -> bool {
+        let mut white_total = 0;
+        let mut white_bypass = 0;
+        let mut black = false;
+        for n in names {
+            let Some(b) = self.bypasses.get(n) else {
+                tracing::error!(bypass = %n, target = %addr, "bypass not found: refusing (fail closed)");
+                return true;
+            };
+            let r = b.bypass(network, addr);
+            if b.whitelist {
+                white_total += 1;
+                if r {
+                    white_bypass += 1;
+                }
+            } else if r {
+                black = true;
+            }
+        }
+        (white_total > 0 && white_total == white_bypass) || black
+    }
+
+    /// A hosts mapper then a resolver; an IP address or a host without port is unchanged.
+    async fn resolve(
+        &self,
+        hosts: Option<&str>,
+        resolver: Option<&str>,
+        addr: &str,
+    ) -> Result<String, DialError> {
+        if hosts.is_none() && resolver.is_none() {
+            return Ok(addr.to_string());
+        }
+        let Some((host, port)) = split_host_port(addr) else {
+            return Ok(addr.to_string());
+        };
+        if host.is_empty() || host.parse::<std::net::IpAddr>().is_ok() {
+            return Ok(addr.to_string());
+        }
+        if let Some(h) = hosts {
+            let m = self
+                .hosts
+                .get(h)
+                .ok_or_else(|| DialError::Config(format!("hosts {h} not found")))?;
+            if let Some(ip) = m.lookup(host) {
+                return Ok(join_host_port(&ip.to_string(), port));
+            }
+        }
+        if let Some(r) = resolver {
+            let res = self
+                .resolvers
+                .get(r)
+                .ok_or_else(|| DialError::Config(format!("resolver {r} not found")))?;
+            let ip = res
+                .resolve(host)
+                .await
+                .map_err(|e| DialError::io(addr, e))?;
+            return Ok(join_host_port(&ip.to_string(), port));
+        }
+        Ok(addr.to_string())
+    }
 }
 
 /// Authentication of a handler: none, an inline user, or named authers (any success wins).
@@ -106,36 +181,34 @@ impl AuthRef {
     }
 }
 
-/// A set of bypass names (service, hop or node level).
-#[derive(Debug, Clone, Default)]
-pub struct BypassRef(pub Vec<String>);
+/// A handler's [`Auth`]: an [`AuthRef`] with the store its names are looked up in.
+pub struct StoreAuth {
+    /// What authenticates.
+    pub auth: AuthRef,
+    /// Where named authers are looked up.
+    pub store: Arc<Store>,
+}
 
-impl BypassRef {
-    /// GOST's group rule: if whitelist members exist and all say bypass → bypass; else bypass
-    /// if any blacklist member says so. A missing name bypasses (fail closed, logged).
-    pub fn bypass(&self, store: &Store, network: &str, addr: &str) -> bool {
-        if self.0.is_empty() {
-            return false;
-        }
-        let mut white_total = 0;
-        let mut white_bypass = 0;
-        let mut black = false;
-        for n in &self.0 {
-            let Some(b) = store.bypasses.get(n) else {
-                tracing::error!(bypass = %n, target = %addr, "bypass not found: refusing (fail closed)");
-                return true;
-            };
-            let r = b.bypass(network, addr);
-            if b.whitelist {
-                white_total += 1;
-                if r {
-                    white_bypass += 1;
-                }
-            } else if r {
-                black = true;
-            }
-        }
-        (white_total > 0 && white_total == white_bypass) || black
+impl Auth for StoreAuth {
+    fn enabled(&self) -> bool {
+        self.auth.enabled()
+    }
+    fn authenticate(&self, user: &str, pass: &str) -> Option<String> {
+        self.auth.authenticate(&self.store, user, pass)
+    }
+}
+
+/// A service's [`Bypass`]: a [`BypassRef`] with the store its names are looked up in.
+pub struct StoreBypass {
+    /// The bypass names.
+    pub bypass: BypassRef,
+    /// Where they are looked up.
+    pub store: Arc<Store>,
+}
+
+impl Bypass for StoreBypass {
+    fn bypass(&self, network: &str, addr: &str) -> bool {
+        self.bypass.bypass(&*self.store, network, addr)
     }
 }
 

@@ -45,7 +45,7 @@ fn loopback_port() -> std::io::Result<u16> {
 /// served by the supervisor for all of them ([`crate::health::aggregate`]): every group then
 /// gets a loopback health endpoint of its own, so readiness and `hook post-up` cover every
 /// process, `Dedicated` ones included.
-pub async fn run(mut groups: Vec<Vec<String>>) -> anyhow::Result<ExitCode> {
+pub async fn run(mut groups: Vec<Vec<String>>) -> Result<ExitCode, crate::error::ProgramError> {
     use tokio::signal::unix::{signal, SignalKind};
     // Registered before the children exist, so no signal falls through to the default action.
     let mut term = signal(SignalKind::terminate())?;
@@ -67,7 +67,7 @@ pub async fn run(mut groups: Vec<Vec<String>>) -> anyhow::Result<ExitCode> {
             inner.push(a);
         }
         let bound = crate::health::serve(h, crate::health::aggregate(inner))
-            .map_err(|e| anyhow::anyhow!("--health {h}: {e}"))?;
+            .map_err(|e| crate::error::ProgramError::msg(format!("--health {h}: {e}")))?;
         eprintln!("gost-proxy: health endpoint for every group on {bound}");
     }
     let mut children = Vec::new();
@@ -78,7 +78,12 @@ pub async fn run(mut groups: Vec<Vec<String>>) -> anyhow::Result<ExitCode> {
             .env("KUBEGOST_PARENT_PID", &parent)
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| anyhow::anyhow!("starting group {i} ({}): {e}", exe.display()))?;
+            .map_err(|e| {
+                crate::error::ProgramError::msg(format!(
+                    "starting group {i} ({}): {e}",
+                    exe.display()
+                ))
+            })?;
         eprintln!(
             "gost-proxy: started group {i} (pid {}): {}",
             child.id().unwrap_or(0),

@@ -20,7 +20,7 @@ pub fn fingerprint(paths: &[PathBuf]) -> u64 {
     for p in paths {
         p.hash(&mut h);
         if p.is_dir() {
-            for f in crate::app::dir_files(p).unwrap_or_default() {
+            for f in dir_files(p).unwrap_or_default() {
                 f.hash(&mut h);
                 std::fs::read(&f).unwrap_or_default().hash(&mut h);
             }
@@ -96,4 +96,23 @@ pub fn spawn(
             }
         }
     })
+}
+
+/// Files of a config directory in name order (`*.yaml`, `*.yml`, `*.json`; hidden entries such
+/// as Kubernetes' `..data` are skipped).
+pub fn dir_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            !name.starts_with('.')
+                && matches!(
+                    p.extension().and_then(|e| e.to_str()),
+                    Some("yaml" | "yml" | "json")
+                )
+        })
+        .collect();
+    v.sort();
+    Ok(v)
 }

@@ -1,5 +1,5 @@
-//! `forward` / `tcp` connector: returns the connection unchanged; the remote end (a port
-//! forwarder) decides the target.
+//! `forward` / `tcp` connector: returns the connection unchanged for every network (as in
+//! GOST); the remote end (a port forwarder) decides the target.
 //!
 //! ```yaml
 //! nodes:
@@ -12,8 +12,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::chain::Connector;
-use crate::component::NodeOpts;
+use crate::component::{Connector, NodeOpts};
 use crate::error::{BuildError, DialError};
 use crate::io::{BoxStream, Outbound};
 
@@ -30,14 +29,9 @@ impl Connector for ForwardConnector {
     async fn connect(
         &self,
         conn: BoxStream,
-        network: &str,
+        _network: &str,
         _addr: &str,
     ) -> Result<Outbound, DialError> {
-        if network.starts_with("udp") {
-            // UDP through a forward node: datagrams framed like GOST's relay forward mode
-            // are not implemented; the stream is passed on as is.
-            return Ok(Outbound::Stream(conn));
-        }
         Ok(Outbound::Stream(conn))
     }
 }

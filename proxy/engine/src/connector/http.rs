@@ -20,8 +20,7 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::chain::Connector;
-use crate::component::NodeOpts;
+use crate::component::{Connector, NodeOpts};
 use crate::error::{BuildError, DialError};
 use crate::io::{BoxStream, Outbound, Rewind};
 use crate::socks::StreamPacket;

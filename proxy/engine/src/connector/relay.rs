@@ -34,10 +34,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
-use crate::chain::{Accept, Bound, Connector};
-use crate::component::NodeOpts;
+use crate::component::{Accept, Bound, Connector, NodeOpts};
 use crate::error::{BuildError, DialError};
-use crate::io::{BoxStream, Outbound, PacketConn};
+use crate::io::{BoxStream, Outbound, PacketConn, PrefixWrite};
 use crate::mux::{Config, Session};
 use crate::relay::{self, Message};
 use crate::socks::StreamPacket;
@@ -145,10 +144,7 @@ impl Connector for RelayConnector {
             return Ok(Outbound::Stream(conn));
         }
         Ok(Outbound::Stream(Box::new(LazyConn {
-            inner: conn,
-            req: Some(bytes),
-            wbuf: Vec::new(),
-            wpos: 0,
+            conn: PrefixWrite::new(conn, bytes),
             head: Vec::new(),
             head_done: false,
         })))
@@ -266,30 +262,12 @@ impl PacketConn for UdpConn {
 /// A TCP relay connection whose request is sent with the first write (or before the first
 /// read) and whose response is consumed before the first byte is returned.
 struct LazyConn {
-    inner: BoxStream,
-    req: Option<Vec<u8>>,
-    wbuf: Vec<u8>,
-    wpos: usize,
+    conn: PrefixWrite<BoxStream>,
     head: Vec<u8>,
     head_done: bool,
 }
 
 impl LazyConn {
-    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while self.wpos < self.wbuf.len() {
-            let n = std::task::ready!(
-                Pin::new(&mut self.inner).poll_write(cx, &self.wbuf[self.wpos..])
-            )?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            self.wpos += n;
-        }
-        self.wbuf = Vec::new();
-        self.wpos = 0;
-        Poll::Ready(Ok(()))
-    }
-
     fn poll_head(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while !self.head_done {
             let need = if self.head.len() < 4 {
@@ -314,7 +292,7 @@ impl LazyConn {
             let mut tmp = [0u8; 512];
             let want = (need - self.head.len()).min(tmp.len());
             let mut rb = ReadBuf::new(&mut tmp[..want]);
-            std::task::ready!(Pin::new(&mut self.inner).poll_read(cx, &mut rb))?;
+            std::task::ready!(Pin::new(self.conn.get_mut()).poll_read(cx, &mut rb))?;
             if rb.filled().is_empty() {
                 return Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
@@ -333,16 +311,12 @@ impl AsyncRead for LazyConn {
         cx: &mut Context<'_>,
         out: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        if let Some(req) = self.req.take() {
-            self.wbuf = req;
-            self.wpos = 0;
-        }
-        std::task::ready!(self.poll_drain(cx))?;
         if !self.head_done {
-            std::task::ready!(Pin::new(&mut self.inner).poll_flush(cx))?;
+            std::task::ready!(self.conn.poll_send_prefix(cx))?;
+            std::task::ready!(Pin::new(self.conn.get_mut()).poll_flush(cx))?;
             std::task::ready!(self.poll_head(cx))?;
         }
-        Pin::new(&mut self.inner).poll_read(cx, out)
+        Pin::new(&mut self.conn).poll_read(cx, out)
     }
 }
 
@@ -352,28 +326,12 @@ impl AsyncWrite for LazyConn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        if let Some(mut req) = self.req.take() {
-            req.extend_from_slice(buf);
-            self.wbuf = req;
-            self.wpos = 0;
-            if let Poll::Ready(Err(e)) = self.poll_drain(cx) {
-                return Poll::Ready(Err(e));
-            }
-            return Poll::Ready(Ok(buf.len()));
-        }
-        std::task::ready!(self.poll_drain(cx))?;
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        Pin::new(&mut self.conn).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        std::task::ready!(self.poll_drain(cx))?;
-        Pin::new(&mut self.inner).poll_flush(cx)
+        Pin::new(&mut self.conn).poll_flush(cx)
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if let Some(req) = self.req.take() {
-            self.wbuf = req;
-            self.wpos = 0;
-        }
-        std::task::ready!(self.poll_drain(cx))?;
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        Pin::new(&mut self.conn).poll_shutdown(cx)
     }
 }

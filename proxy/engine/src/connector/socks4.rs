@@ -14,8 +14,7 @@ use async_trait::async_trait;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::addr::split_host_port;
-use crate::chain::Connector;
-use crate::component::NodeOpts;
+use crate::component::{Connector, NodeOpts};
 use crate::error::{BuildError, DialError};
 use crate::io::{BoxStream, Outbound};
 

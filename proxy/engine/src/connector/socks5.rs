@@ -24,8 +24,7 @@ use async_trait::async_trait;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::addr::{encode_socks_addr, read_socks_addr};
-use crate::chain::{Bound, Connector};
-use crate::component::NodeOpts;
+use crate::component::{Bound, Connector, NodeOpts};
 use crate::error::{BuildError, DialError};
 use crate::io::{BoxStream, Outbound, PacketConn};
 use crate::socks::{build_udp_datagram, parse_udp_datagram, StreamPacket};

@@ -16,53 +16,12 @@
 //! | `handshakeTimeout` | duration | 10s | TLS handshake deadline |
 //! | `mux.*` | | | smux settings ([`crate::mux`]) |
 
-use std::io;
 use std::sync::Arc;
-use std::time::Duration;
 
-use async_trait::async_trait;
-
-use crate::chain::{DialOpts, Dialer, Underlay};
-use crate::component::NodeOpts;
+use crate::component::{Dialer, NodeOpts};
 use crate::error::BuildError;
-use crate::io::BoxStream;
-use crate::mux::{Config, Pool};
-use crate::tls::ClientTls;
 
-/// The multiplexed TLS dialer.
-pub struct MtlsDialer {
-    tls: ClientTls,
-    timeout: Duration,
-    mux: Config,
-    pool: Pool,
-}
-
-/// Factory for `mtls`.
+/// Factory for `mtls`: the `tls` dialer's handshake under a smux session.
 pub fn new(o: &NodeOpts) -> Result<Arc<dyn Dialer>, BuildError> {
-    let (tls, timeout) = super::tls::client(o)?;
-    Ok(Arc::new(MtlsDialer {
-        tls,
-        timeout,
-        mux: Config::from_md(&o.md)?,
-        pool: Pool::default(),
-    }))
-}
-
-#[async_trait]
-impl Dialer for MtlsDialer {
-    async fn dial(&self, addr: &str, opts: &DialOpts) -> io::Result<BoxStream> {
-        Ok(Box::new(super::tcp::connect(addr, opts).await?))
-    }
-    fn multiplex(&self) -> bool {
-        true
-    }
-    async fn dial_mux(&self, addr: &str, underlay: Underlay<'_>) -> io::Result<BoxStream> {
-        let s = self
-            .pool
-            .stream(addr, &self.mux, async {
-                crate::tls::connect(&self.tls, underlay.await?, self.timeout).await
-            })
-            .await?;
-        Ok(Box::new(s))
-    }
+    Ok(Arc::new(super::Multiplexed::new(super::tls::new(o)?, o)?))
 }

@@ -17,57 +17,22 @@
 //! | `handshakeTimeout` | duration | 10s | TLS and upgrade deadline |
 //! | `mux.*` | | | smux settings ([`crate::mux`]) |
 
-use std::io;
 use std::sync::Arc;
 
-use async_trait::async_trait;
-
-use crate::chain::{DialOpts, Dialer, Underlay};
-use crate::component::NodeOpts;
+use crate::component::{Dialer, NodeOpts};
 use crate::error::BuildError;
-use crate::io::BoxStream;
-use crate::mux::{Config, Pool};
-
-/// The multiplexed WebSocket dialer.
-pub struct MwsDialer {
-    ws: super::ws::WsDialer,
-    mux: Config,
-    pool: Pool,
-}
 
 fn build(o: &NodeOpts, secure: bool) -> Result<Arc<dyn Dialer>, BuildError> {
-    Ok(Arc::new(MwsDialer {
-        ws: super::ws::build(o, secure)?,
-        mux: Config::from_md(&o.md)?,
-        pool: Pool::default(),
-    }))
+    let ws: Arc<dyn Dialer> = Arc::new(super::ws::build(o, secure)?);
+    Ok(Arc::new(super::Multiplexed::new(ws, o)?))
 }
 
-/// Factory for `mws`.
+/// Factory for `mws`: the `ws` dialer's upgrade under a smux session.
 pub fn new_mws(o: &NodeOpts) -> Result<Arc<dyn Dialer>, BuildError> {
     build(o, false)
 }
 
-/// Factory for `mwss`.
+/// Factory for `mwss`: the `wss` dialer's TLS and upgrade under a smux session.
 pub fn new_mwss(o: &NodeOpts) -> Result<Arc<dyn Dialer>, BuildError> {
     build(o, true)
-}
-
-#[async_trait]
-impl Dialer for MwsDialer {
-    async fn dial(&self, addr: &str, opts: &DialOpts) -> io::Result<BoxStream> {
-        Ok(Box::new(super::tcp::connect(addr, opts).await?))
-    }
-    fn multiplex(&self) -> bool {
-        true
-    }
-    async fn dial_mux(&self, addr: &str, underlay: Underlay<'_>) -> io::Result<BoxStream> {
-        let s = self
-            .pool
-            .stream(addr, &self.mux, async {
-                self.ws.upgrade(underlay.await?).await
-            })
-            .await?;
-        Ok(Box::new(s))
-    }
 }

@@ -19,8 +19,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::chain::{DialOpts, Dialer};
-use crate::component::NodeOpts;
+use crate::component::{Dialer, NodeOpts};
 use crate::error::BuildError;
 use crate::io::BoxStream;
 use crate::tls::ClientTls;
@@ -50,9 +49,6 @@ pub fn new(o: &NodeOpts) -> Result<Arc<dyn Dialer>, BuildError> {
 
 #[async_trait]
 impl Dialer for TlsDialer {
-    async fn dial(&self, addr: &str, opts: &DialOpts) -> io::Result<BoxStream> {
-        Ok(Box::new(super::tcp::connect(addr, opts).await?))
-    }
     async fn handshake(&self, conn: BoxStream, _addr: &str) -> io::Result<BoxStream> {
         crate::tls::connect(&self.tls, conn, self.timeout).await
     }

@@ -22,8 +22,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::chain::{DialOpts, Dialer};
-use crate::component::NodeOpts;
+use crate::component::{Dialer, NodeOpts};
 use crate::error::BuildError;
 use crate::io::BoxStream;
 use crate::tls::ClientTls;
@@ -71,9 +70,6 @@ pub fn new_wss(o: &NodeOpts) -> Result<Arc<dyn Dialer>, BuildError> {
 
 #[async_trait]
 impl Dialer for WsDialer {
-    async fn dial(&self, addr: &str, opts: &DialOpts) -> io::Result<BoxStream> {
-        Ok(Box::new(super::tcp::connect(addr, opts).await?))
-    }
     async fn handshake(&self, conn: BoxStream, _addr: &str) -> io::Result<BoxStream> {
         self.upgrade(conn).await
     }

@@ -11,38 +11,62 @@
 //! |---|---|---|---|
 //! | `pathPrefix` / `api.pathPrefix` | string | none | prefix of every route |
 //! | `accessLog` / `api.accessLog` | bool | false | one info line per request |
+//!
+//! The HTTP side lives in the API layer above the components: it reaches this handler as a
+//! [`Serve`] value captured by the factory ([`factory`]); without one (an engine used only to
+//! validate) every connection is refused with a clear error.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use hyper_util::rt::TokioIo;
+use futures::future::BoxFuture;
 
-use crate::api::{ApiSettings, CredentialCheck};
-use crate::component::{ConnCtx, Handler, HandlerError, HandlerOpts, Inbound};
+use crate::component::{Auth, ConnCtx, Handler, HandlerError, HandlerOpts, Inbound};
 use crate::error::BuildError;
-use crate::store::{AuthRef, Store};
+use crate::io::BoxStream;
+
+/// Per-service settings of the API handler.
+#[derive(Clone)]
+pub struct Settings {
+    /// Route prefix (`/api`).
+    pub prefix: String,
+    /// Basic authentication; `None` means open.
+    pub auth: Option<Arc<dyn Auth>>,
+    /// One info line per request.
+    pub accesslog: bool,
+}
+
+/// Serves one HTTP connection of the Web API until it ends.
+pub type Serve =
+    Arc<dyn Fn(BoxStream, Settings) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 
 /// The API handler.
 pub struct ApiHandler {
-    store: Arc<Store>,
-    prefix: String,
-    accesslog: bool,
-    auth: AuthRef,
+    serve: Option<Serve>,
+    settings: Settings,
 }
 
-/// Factory for `api`.
-pub fn new(o: &HandlerOpts) -> Result<Arc<dyn Handler>, BuildError> {
-    Ok(Arc::new(ApiHandler {
-        store: Arc::clone(&o.store),
-        prefix: o
-            .md
-            .string(&["pathPrefix", "api.pathPrefix"])?
-            .unwrap_or_default(),
-        accesslog: o
-            .md
-            .bool_or(&["accessLog", "api.accessLog", "accesslog"], false)?,
-        auth: o.auth.clone(),
-    }))
+/// The factory for `api`, serving through `serve` (`None`: the Web API is not available in
+/// this process).
+pub fn factory(
+    serve: Option<Serve>,
+) -> impl Fn(&HandlerOpts) -> Result<Arc<dyn Handler>, BuildError> + Send + Sync + 'static {
+    move |o| {
+        let settings = Settings {
+            prefix: o
+                .md
+                .string(&["pathPrefix", "api.pathPrefix"])?
+                .unwrap_or_default(),
+            auth: o.auth.enabled().then(|| Arc::clone(&o.auth)),
+            accesslog: o
+                .md
+                .bool_or(&["accessLog", "api.accessLog", "accesslog"], false)?,
+        };
+        Ok(Arc::new(ApiHandler {
+            serve: serve.clone(),
+            settings,
+        }))
+    }
 }
 
 #[async_trait]
@@ -53,32 +77,12 @@ impl Handler for ApiHandler {
                 "api handler needs a stream listener".into(),
             ));
         };
-        let Some(ctx) = self.store.api.read().clone() else {
+        let Some(serve) = &self.serve else {
             return Err(HandlerError::Unsupported(
                 "the Web API is not available in this process".into(),
             ));
         };
-        let check: Option<CredentialCheck> = if self.auth.enabled() {
-            let (auth, store) = (self.auth.clone(), Arc::clone(&self.store));
-            Some(Arc::new(move |u: &str, p: &str| {
-                auth.authenticate(&store, u, p).is_some()
-            }))
-        } else {
-            None
-        };
-        let app = crate::api::router(
-            ctx,
-            ApiSettings {
-                prefix: self.prefix.clone(),
-                check,
-                accesslog: self.accesslog,
-            },
-        );
-        hyper::server::conn::http1::Builder::new()
-            .serve_connection(
-                TokioIo::new(s),
-                hyper_util::service::TowerToHyperService::new(app),
-            )
+        serve(s, self.settings.clone())
             .await
             .map_err(|e| HandlerError::Protocol(format!("api: {e}")))
     }

@@ -27,8 +27,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::chain::{Hop, SelectCtx};
-use crate::component::{ConnCtx, Handler, HandlerError, HandlerOpts, Inbound};
+use crate::component::{ConnCtx, Handler, HandlerError, HandlerOpts, Inbound, Targets};
 use crate::error::{BuildError, DialError};
 use crate::handler::Common;
 use crate::io::{pipe, Outbound};
@@ -60,32 +59,24 @@ pub fn new(o: &HandlerOpts) -> Result<Arc<dyn Handler>, BuildError> {
     }))
 }
 
-/// Selects a forwarder target from `hop` and dials it through the handler's router; a failed
-/// dial marks the target, a success resets it. Shared with the `relay` handler's forward mode.
+/// Selects a forwarder target and dials it through the handler's router; a failed dial
+/// marks the target, a success resets it. Shared with the `relay` handler's forward mode.
 pub async fn dial_target(
     o: &HandlerOpts,
-    hop: &Hop,
+    targets: &dyn Targets,
     network: &str,
     ctx: &ConnCtx,
 ) -> Result<(Outbound, String), DialError> {
-    let sel = SelectCtx {
-        network: network.to_string(),
-        addr: String::new(),
-        hash_key: Some(ctx.src.ip().to_string()),
-    };
-    let node = hop.select(&o.store, &sel).ok_or(DialError::NoNode)?;
-    let net = node.network.clone().unwrap_or_else(|| network.to_string());
-    match o
-        .router
-        .dial(&net, &node.addr, Some(ctx.src.ip().to_string()))
-        .await
-    {
+    let hash_key = Some(ctx.src.ip().to_string());
+    let node = targets.select(network, hash_key.clone())?;
+    let net = node.network().unwrap_or(network).to_string();
+    match o.router.dial(&net, node.addr(), hash_key).await {
         Ok(out) => {
-            node.marker.reset();
-            Ok((out, node.addr.clone()))
+            node.mark_ok();
+            Ok((out, node.addr().to_string()))
         }
         Err(e) => {
-            node.marker.mark();
+            node.mark_failed();
             Err(e)
         }
     }
@@ -98,8 +89,7 @@ impl ForwardHandler {
             let o = self.o.router.dial(network, "", None).await?;
             return Ok((o, String::new()));
         };
-        let hop = fwd.hop(&self.o.store)?;
-        dial_target(&self.o, &hop, network, ctx).await
+        dial_target(&self.o, &**fwd, network, ctx).await
     }
 }
 

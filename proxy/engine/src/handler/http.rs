@@ -208,7 +208,7 @@ impl HttpHandler {
             return Some(String::new());
         }
         let (u, p) = basic_credentials(proxy_auth)?;
-        self.o.auth.authenticate(&self.o.store, &u, &p)
+        self.o.auth.authenticate(&u, &p)
     }
 
     fn challenge(&self) -> Vec<(&'static str, String)> {
@@ -332,7 +332,7 @@ impl HttpHandler {
         };
         conn.write_all(&self.simple_response(StatusCode::OK, &[]))
             .await?;
-        crate::handler::socks5::relay_stream_packets(conn, up, self.udp_buf, &self.o).await;
+        crate::handler::relay_stream_packets(conn, up, self.udp_buf, &self.o).await;
         Ok(())
     }
 
@@ -421,7 +421,7 @@ impl HttpHandler {
             None => target,
         };
         let target = with_default_port(&target, 80);
-        if self.o.bypass.bypass(&self.o.store, "tcp", &target) {
+        if self.o.bypass.bypass("tcp", &target) {
             return self.response(StatusCode::FORBIDDEN, false, vec![]);
         }
         if req.method() == hyper::Method::CONNECT {

@@ -33,17 +33,14 @@
 //! | `mux.*` | | | smux settings for BIND ([`crate::mux`]) |
 
 use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use async_trait::async_trait;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::component::{ConnCtx, Handler, HandlerError, HandlerOpts, Inbound};
 use crate::error::{BuildError, DialError};
 use crate::handler::Common;
-use crate::io::{pipe, BoxStream, Outbound, PacketConn, UdpPacket};
+use crate::io::{pipe, BoxStream, Outbound, PacketConn, PrefixWrite, UdpPacket};
 use crate::relay::{self, respond, Message};
 
 /// The relay server.
@@ -91,7 +88,7 @@ impl RelayHandler {
         let mut client_id = String::new();
         if self.o.auth.enabled() {
             let (u, p) = req.auth.clone().unwrap_or_default();
-            match self.o.auth.authenticate(&self.o.store, &u, &p) {
+            match self.o.auth.authenticate(&u, &p) {
                 Some(id) => client_id = id,
                 None => {
                     respond(&mut conn, relay::STATUS_UNAUTHORIZED, None).await?;
@@ -114,10 +111,8 @@ impl RelayHandler {
         let cmd = req.code & 0x0F;
         tracing::debug!(sid = %ctx.sid, cmd, network, dst = ?req.addr, "relay request");
         if let Some(fwd) = self.o.forwarder.clone() {
-            let selected = match fwd.hop(&self.o.store) {
-                Ok(hop) => crate::handler::forward::dial_target(&self.o, &hop, network, &ctx).await,
-                Err(e) => Err(e),
-            };
+            let selected =
+                crate::handler::forward::dial_target(&self.o, &*fwd, network, &ctx).await;
             let (up, target) = match selected {
                 Ok(x) => x,
                 Err(e) => {
@@ -154,7 +149,7 @@ impl RelayHandler {
             respond(&mut conn, relay::STATUS_BAD_REQUEST, None).await?;
             return Err(proto("relay CONNECT without an address"));
         };
-        if self.o.bypass.bypass(&self.o.store, network, &target) {
+        if self.o.bypass.bypass(network, &target) {
             respond(&mut conn, relay::STATUS_FORBIDDEN, None).await?;
             return Err(DialError::Bypassed(target).into());
         }
@@ -194,11 +189,7 @@ impl RelayHandler {
             conn.flush().await?;
             conn
         } else {
-            Box::new(PrefixWrite {
-                inner: conn,
-                prefix: ok,
-                pos: 0,
-            })
+            Box::new(PrefixWrite::new(conn, ok))
         };
         match up {
             Outbound::Stream(u) => {
@@ -269,7 +260,7 @@ impl RelayHandler {
             let bound = sock.local_addr()?.to_string();
             respond(&mut conn, relay::STATUS_OK, Some(&bound)).await?;
             tracing::debug!(addr = %bound, "relay udp bind");
-            crate::handler::socks5::relay_stream_packets(
+            crate::handler::relay_stream_packets(
                 conn,
                 Arc::new(UdpPacket(sock)),
                 self.udp_buf,
@@ -289,7 +280,7 @@ impl RelayHandler {
         respond(&mut conn, relay::STATUS_OK, Some(&bound)).await?;
         tracing::debug!(addr = %bound, "relay tcp bind");
         let session = crate::mux::Session::new(conn, self.mux.clone(), true);
-        serve_reverse(&session, &l, self.common.idle_timeout, |peer| async move {
+        crate::handler::serve_reverse(&session, &l, self.common.idle_timeout, |peer| async move {
             let m = Message {
                 code: relay::STATUS_OK,
                 addr: Some(peer),
@@ -299,112 +290,6 @@ impl RelayHandler {
         })
         .await;
         Ok(())
-    }
-}
-
-/// Serves a reverse bind: for every connection accepted on `l`, opens a stream of `session`,
-/// writes `preamble(peer)` on it and pipes. Ends when the session dies.
-pub async fn serve_reverse<F, Fut>(
-    session: &crate::mux::Session,
-    l: &tokio::net::TcpListener,
-    idle: Option<std::time::Duration>,
-    preamble: F,
-) where
-    F: Fn(String) -> Fut,
-    Fut: std::future::Future<Output = io::Result<Vec<u8>>>,
-{
-    use tokio::io::AsyncWriteExt;
-    let mut conns = tokio::task::JoinSet::new();
-    loop {
-        tokio::select! {
-            _ = session.closed() => break,
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            r = l.accept() => {
-                let (c, peer) = match r {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "reverse bind accept");
-                        continue;
-                    }
-                };
-                let _ = c.set_nodelay(true);
-                let mut s = match session.open().await {
-                    Ok(s) => s,
-                    Err(_) => break,
-                };
-                let head = match preamble(peer.to_string()).await {
-                    Ok(h) => h,
-                    Err(_) => continue,
-                };
-                conns.spawn(async move {
-                    if s.write_all(&head).await.is_ok() {
-                        pipe(s, c, idle).await;
-                    }
-                });
-            }
-        }
-    }
-}
-
-/// Writes `prefix` in front of the first bytes sent (or at shutdown).
-struct PrefixWrite {
-    inner: BoxStream,
-    prefix: Vec<u8>,
-    pos: usize,
-}
-
-impl PrefixWrite {
-    fn poll_prefix(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while self.pos < self.prefix.len() {
-            let n = std::task::ready!(
-                Pin::new(&mut self.inner).poll_write(cx, &self.prefix[self.pos..])
-            )?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            self.pos += n;
-        }
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl AsyncRead for PrefixWrite {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        out: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, out)
-    }
-}
-
-impl AsyncWrite for PrefixWrite {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        if self.pos < self.prefix.len() {
-            // Coalesce the response with the first data.
-            let mut both = self.prefix[self.pos..].to_vec();
-            both.extend_from_slice(buf);
-            let n = std::task::ready!(Pin::new(&mut self.inner).poll_write(cx, &both))?;
-            let pending = self.prefix.len() - self.pos;
-            if n > pending {
-                self.pos = self.prefix.len();
-                return Poll::Ready(Ok(n - pending));
-            }
-            self.pos += n;
-            std::task::ready!(self.poll_prefix(cx))?;
-        }
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        std::task::ready!(self.poll_prefix(cx))?;
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

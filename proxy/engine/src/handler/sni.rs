@@ -137,7 +137,7 @@ impl SniHandler {
                 Err(_) => return Err(HandlerError::Protocol("no request in time".into())),
             };
         tracing::debug!(sid = %ctx.sid, dst = %target, "sni");
-        if self.o.bypass.bypass(&self.o.store, "tcp", &target) {
+        if self.o.bypass.bypass("tcp", &target) {
             return Err(DialError::Bypassed(target).into());
         }
         let mut up = self

@@ -100,7 +100,7 @@ impl Socks4Handler {
         let send = |code: u8| [0u8, code, 0, 0, 0, 0, 0, 0];
         let mut client_id = String::new();
         if self.o.auth.enabled() {
-            match self.o.auth.authenticate(&self.o.store, &user, "") {
+            match self.o.auth.authenticate(&user, "") {
                 Some(id) => client_id = id,
                 None => {
                     conn.write_all(&send(93)).await?;

@@ -189,7 +189,7 @@ impl Socks5Handler {
             c.read_exact(&mut p).await?;
             let user = String::from_utf8_lossy(&u).to_string();
             let pass = String::from_utf8_lossy(&p).to_string();
-            match self.o.auth.authenticate(&self.o.store, &user, &pass) {
+            match self.o.auth.authenticate(&user, &pass) {
                 Some(id) => {
                     c.write_all(&[1, 0]).await?;
                     c.flush().await?;
@@ -246,7 +246,7 @@ impl Socks5Handler {
         if mux {
             let session = crate::mux::Session::new(conn, self.mux.clone(), true);
             let comp = self.comp;
-            crate::handler::relay::serve_reverse(
+            crate::handler::serve_reverse(
                 &session,
                 &l,
                 self.common.idle_timeout,
@@ -290,7 +290,7 @@ impl Socks5Handler {
             }
         };
         reply(&mut conn, REP_OK, &sock.local_addr()?.to_string()).await?;
-        relay_stream_packets(
+        crate::handler::relay_stream_packets(
             conn,
             Arc::new(crate::io::UdpPacket(sock)),
             self.udp_buf,
@@ -393,7 +393,7 @@ impl Socks5Handler {
                     let Ok((dst, off)) = parse_udp_datagram(&buf[..n]) else {
                         continue;
                     };
-                    if o.bypass.bypass(&o.store, "udp", &dst) {
+                    if o.bypass.bypass("udp", &dst) {
                         tracing::warn!(dst = %dst, "udp datagram refused by bypass");
                         continue;
                     }
@@ -453,7 +453,7 @@ impl Socks5Handler {
             }
         };
         reply(&mut conn, REP_OK, &ctx.local.to_string()).await?;
-        relay_stream_packets(conn, up, self.udp_buf, &self.o).await;
+        crate::handler::relay_stream_packets(conn, up, self.udp_buf, &self.o).await;
         Ok(())
     }
 }
@@ -464,46 +464,6 @@ fn same_ip(a: IpAddr, b: IpAddr) -> bool {
         v4 => v4,
     };
     norm(a) == norm(b)
-}
-
-/// Relays between a stream carrying GOST UDP frames and an upstream datagram channel.
-pub async fn relay_stream_packets(
-    conn: BoxStream,
-    up: Arc<dyn PacketConn>,
-    buf_size: usize,
-    o: &HandlerOpts,
-) {
-    let (mut r, mut w) = tokio::io::split(conn);
-    let to_up = async {
-        let mut buf = vec![0u8; buf_size];
-        loop {
-            let Ok((n, dst)) = read_udp_frame(&mut r, &mut buf).await else {
-                break;
-            };
-            if o.bypass.bypass(&o.store, "udp", &dst) {
-                tracing::warn!(dst = %dst, "udp datagram refused by bypass");
-                continue;
-            }
-            if let Err(e) = up.send_to(&buf[..n], &dst).await {
-                tracing::debug!(error = %e, dst = %dst, "udp relay send");
-            }
-        }
-    };
-    let from_up = async {
-        let mut buf = vec![0u8; buf_size];
-        loop {
-            let Ok((n, src)) = up.recv_from(&mut buf).await else {
-                break;
-            };
-            if write_udp_frame(&mut w, &src, &buf[..n]).await.is_err() {
-                break;
-            }
-        }
-    };
-    tokio::select! {
-        _ = to_up => {},
-        _ = from_up => {},
-    }
 }
 
 #[async_trait]

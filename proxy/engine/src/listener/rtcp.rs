@@ -24,14 +24,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::chain::{Accept, Bound};
-use crate::component::{Inbound, Listener, ListenerOpts};
+use crate::component::{Accept, Bound, Inbound, Listener, ListenerOpts, Route};
 use crate::error::BuildError;
-use crate::router::Router;
 
 /// The remote TCP listener.
 pub struct RtcpListener {
-    router: Arc<Router>,
+    router: Arc<dyn Route>,
     addr: String,
     local: SocketAddr,
     bound: tokio::sync::Mutex<Option<Box<dyn Accept>>>,
@@ -55,7 +53,7 @@ fn addr(o: &ListenerOpts) -> Result<SocketAddr, BuildError> {
 /// Factory for `rtcp`.
 pub fn new(o: &ListenerOpts) -> Result<Arc<dyn Listener>, BuildError> {
     super::backlog(o)?;
-    if o.router.chain.is_none() {
+    if !o.router.has_chain() {
         return super::tcp::new(o);
     }
     Ok(Arc::new(RtcpListener {

@@ -34,14 +34,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::udp::{Demux, SessionOpts, TunnelWire};
-use crate::chain::Bound;
-use crate::component::{Inbound, Listener, ListenerOpts};
+use crate::component::{Bound, Inbound, Listener, ListenerOpts, Route, UdpSession};
 use crate::error::BuildError;
-use crate::router::Router;
 
 /// The remote UDP listener.
 pub struct RudpListener {
-    router: Arc<Router>,
+    router: Arc<dyn Route>,
     addr: String,
     local: SocketAddr,
     opts: SessionOpts,
@@ -77,7 +75,7 @@ pub fn check(o: &ListenerOpts) -> Result<(), BuildError> {
 /// Factory for `rudp`.
 pub fn new(o: &ListenerOpts) -> Result<Arc<dyn Listener>, BuildError> {
     let so = opts(o)?;
-    if o.router.chain.is_none() {
+    if !o.router.has_chain() {
         return Ok(Arc::new(super::udp::bind(o, &so)?));
     }
     Ok(Arc::new(RudpListener {
@@ -122,7 +120,7 @@ impl Listener for RudpListener {
         match d.accept().await {
             Some(s) => {
                 let peer = s.peer();
-                Ok((Inbound::Datagram(s), peer))
+                Ok((Inbound::Datagram(Box::new(s)), peer))
             }
             None => {
                 *bound = None;

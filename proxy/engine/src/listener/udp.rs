@@ -1,7 +1,7 @@
 //! `udp` listener: one UDP socket, datagrams demultiplexed by client address into sessions,
 //! each handed once to the handler.
 //!
-//! The session machinery ([`Demux`], [`UdpSession`]) is shared with the `rudp` listener, whose
+//! The session machinery ([`Demux`], [`Session`]) is shared with the `rudp` listener, whose
 //! datagrams arrive through a tunnel instead of a local socket: a [`Wire`] is where datagrams
 //! come from and where the replies go. Every session is owned by the handler it was given to
 //! and has a deadline: the janitor closes it after between `ttl` and 2×`ttl` without traffic,
@@ -38,7 +38,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use crate::addr::parse_listen_addr;
-use crate::component::{Inbound, Listener, ListenerOpts};
+use crate::component::{Inbound, Listener, ListenerOpts, UdpSession};
 use crate::error::BuildError;
 use crate::io::PacketConn;
 
@@ -74,8 +74,8 @@ pub struct SessionOpts {
     pub backlog: usize,
 }
 
-/// One client's UDP session.
-pub struct UdpSession {
+/// One client's UDP session (the core [`UdpSession`] of the `udp` and `rudp` listeners).
+pub struct Session {
     id: u64,
     peer: SocketAddr,
     wire: Arc<dyn Wire>,
@@ -89,7 +89,7 @@ pub struct UdpSession {
 /// Sessions of one listener, demultiplexed by peer, fed by a reader task and swept by a
 /// janitor task. Dropping it stops both and ends every session.
 pub struct Demux {
-    accept_rx: tokio::sync::Mutex<mpsc::Receiver<UdpSession>>,
+    accept_rx: tokio::sync::Mutex<mpsc::Receiver<Session>>,
     sessions: Sessions,
     tasks: [tokio::task::AbortHandle; 2],
 }
@@ -147,16 +147,15 @@ impl Wire for TunnelWire {
     }
 }
 
-// === impl UdpSession ===
+// === impl Session ===
 
-impl UdpSession {
-    /// The client address.
-    pub fn peer(&self) -> SocketAddr {
+#[async_trait]
+impl UdpSession for Session {
+    fn peer(&self) -> SocketAddr {
         self.peer
     }
 
-    /// Next datagram from the client; `None` when the session has ended.
-    pub async fn recv(&self) -> Option<Bytes> {
+    async fn recv(&self) -> Option<Bytes> {
         if self.closed.load(Ordering::Relaxed) {
             return None;
         }
@@ -165,24 +164,24 @@ impl UdpSession {
         Some(b)
     }
 
-    /// Sends a datagram to the client. Without `keepalive` the session ends after this.
-    pub async fn send(&self, data: &[u8]) -> io::Result<usize> {
+    async fn send(&self, data: &[u8]) -> io::Result<usize> {
         if self.is_closed() {
             return Err(io::Error::new(
                 io::ErrorKind::NotConnected,
                 "udp session closed",
             ));
         }
-        let n = self.wire.send_to(data, self.peer).await?;
-        self.active.store(true, Ordering::Relaxed);
         if !self.keepalive {
+            // Ended before the reply leaves: the client's next datagram (sent once it has the
+            // reply) must start a new session, not land in this one's queue.
             self.close();
         }
+        let n = self.wire.send_to(data, self.peer).await?;
+        self.active.store(true, Ordering::Relaxed);
         Ok(n)
     }
 
-    /// Ends the session (a later datagram from the same peer starts a new one).
-    pub fn close(&self) {
+    fn close(&self) {
         self.closed.store(true, Ordering::Relaxed);
         let mut map = self.sessions.lock();
         if map.get(&self.peer).is_some_and(|s| s.id == self.id) {
@@ -190,13 +189,12 @@ impl UdpSession {
         }
     }
 
-    /// Whether the session has ended.
-    pub fn is_closed(&self) -> bool {
+    fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Relaxed)
     }
 }
 
-impl Drop for UdpSession {
+impl Drop for Session {
     fn drop(&mut self) {
         self.close();
     }
@@ -243,7 +241,7 @@ impl Demux {
     }
 
     /// The next new session; `None` once the wire has failed.
-    pub async fn accept(&self) -> Option<UdpSession> {
+    pub async fn accept(&self) -> Option<Session> {
         self.accept_rx.lock().await.recv().await
     }
 
@@ -280,7 +278,7 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 async fn read_loop(
     wire: Arc<dyn Wire>,
     sessions: Sessions,
-    accept_tx: mpsc::Sender<UdpSession>,
+    accept_tx: mpsc::Sender<Session>,
     o: SessionOpts,
 ) {
     let mut buf = vec![0u8; o.buf_size];
@@ -318,7 +316,7 @@ async fn read_loop(
                 closed: Arc::clone(&closed),
             },
         );
-        let session = UdpSession {
+        let session = Session {
             id,
             peer,
             wire: Arc::clone(&wire),
@@ -436,7 +434,7 @@ impl Listener for UdpListener {
         match self.demux.accept().await {
             Some(s) => {
                 let peer = s.peer();
-                Ok((Inbound::Datagram(s), peer))
+                Ok((Inbound::Datagram(Box::new(s)), peer))
             }
             None => Err(io::Error::new(
                 io::ErrorKind::NotConnected,
