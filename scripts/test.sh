@@ -11,6 +11,8 @@ cd "$(dirname "$0")/.."
 # shellcheck source=testenv/lib.sh
 . scripts/testenv/lib.sh # ERR trap: a failing step prints its line, command and step name
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+# no incremental artifacts: a CI build is built once, and they would double the target dir
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 step() { KG_STEP=$*; printf '\n==> %s\n' "$*" >&2; }
 
 step "dependencies (Debian packages, Go-built Kubernetes tools; cached)"

@@ -55,6 +55,12 @@ pub const CONFIG_VOLUME: &str = "kubegost-config";
 pub const RUN_VOLUME: &str = "kubegost-run";
 /// Mount path of [`RUN_VOLUME`].
 pub const RUN_DIR: &str = "/run/kubegost";
+/// Empty volume mounted over the service-account token path in the injected containers: the
+/// API server's ServiceAccount admission (re-run after this webhook) skips containers that
+/// already mount that path, so the sidecar never gets the pod's API token.
+pub const NO_TOKEN_VOLUME: &str = "kubegost-no-token";
+/// Where Kubernetes mounts a service-account token.
+pub const TOKEN_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 /// Log levels the engine accepts.
 const LOG_LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "fatal"];
@@ -404,7 +410,8 @@ pub fn plan_injection(
 
     // volumes
     let volumes = spec.volumes.get_or_insert_with(Vec::new);
-    volumes.retain(|v| v.name != CONFIG_VOLUME && v.name != RUN_VOLUME);
+    volumes
+        .retain(|v| v.name != CONFIG_VOLUME && v.name != RUN_VOLUME && v.name != NO_TOKEN_VOLUME);
     volumes.push(Volume {
         name: CONFIG_VOLUME.into(),
         projected: Some(ProjectedVolumeSource {
@@ -430,6 +437,15 @@ pub fn plan_injection(
         empty_dir: Some(k8s_openapi::api::core::v1::EmptyDirVolumeSource {
             medium: Some("Memory".into()),
             size_limit: Some(Quantity("16Mi".into())),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    volumes.push(Volume {
+        name: NO_TOKEN_VOLUME.into(),
+        empty_dir: Some(k8s_openapi::api::core::v1::EmptyDirVolumeSource {
+            medium: Some("Memory".into()),
+            size_limit: Some(Quantity("1Ki".into())),
             ..Default::default()
         }),
         ..Default::default()
@@ -588,6 +604,12 @@ fn base_container(settings: &InjectSettings, ov: &Overrides) -> Container {
             VolumeMount {
                 name: RUN_VOLUME.into(),
                 mount_path: RUN_DIR.into(),
+                ..Default::default()
+            },
+            VolumeMount {
+                name: NO_TOKEN_VOLUME.into(),
+                mount_path: TOKEN_DIR.into(),
+                read_only: Some(true),
                 ..Default::default()
             },
         ]),
