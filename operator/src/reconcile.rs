@@ -99,6 +99,9 @@ pub struct GostServicePlan {
     pub events: Vec<EventNote>,
     /// Pod annotations to patch.
     pub nudges: Vec<PodNudge>,
+    /// With `rollout: Automatic`: the owners (kind, name) of outdated pods, sorted; the
+    /// controller restarts one workload at a time.
+    pub restart: Vec<(String, String)>,
 }
 
 // === selectors ===
@@ -496,6 +499,7 @@ pub fn plan_gostservice(i: &GostServiceInputs<'_>) -> GostServicePlan {
     let mut selected = 0;
     let mut injected = 0;
     let mut outdated = Vec::new();
+    let mut restart = Vec::new();
     let mut nudges = Vec::new();
     let hash_ok = !applied_hash.is_empty();
     for p in i.pods {
@@ -518,6 +522,17 @@ pub fn plan_gostservice(i: &GostServiceInputs<'_>) -> GostServicePlan {
         let restart_now = inject::restart_hash(&ann, &now_selecting, i.inject).ok();
         if recorded != current || restart_now.as_deref() != Some(st.restart_hash.as_str()) {
             outdated.push(p.name.clone().unwrap_or_default());
+            if let Some(o) = p
+                .owner_references
+                .iter()
+                .flatten()
+                .find(|o| o.controller == Some(true))
+            {
+                let owner = (o.kind.clone(), o.name.clone());
+                if !restart.contains(&owner) {
+                    restart.push(owner);
+                }
+            }
         }
         if hash_ok && p.deletion_timestamp.is_none() {
             let want = pod_config_hash(&recorded, i.namespace_gostservices, (&name, &applied_hash));
@@ -576,6 +591,12 @@ pub fn plan_gostservice(i: &GostServiceInputs<'_>) -> GostServicePlan {
         status,
         events,
         nudges,
+        restart: if g.spec.rollout == crate::crd::RolloutPolicy::Automatic {
+            restart.sort();
+            restart
+        } else {
+            Vec::new()
+        },
     }
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Build kube-apiserver, kube-controller-manager, kube-scheduler, kubelet and
-# kubectl from the published k8s.io/kubernetes Go module into
-# $CACHE/k8s-$K8S_VERSION/bin. No-op when warm; serialized with flock.
+# Build kube-apiserver, kube-controller-manager, kube-scheduler, kubelet,
+# kube-proxy and kubectl from the published k8s.io/kubernetes Go module into
+# $CACHE/k8s-$K8S_VERSION-<script hash>/bin. No-op when warm; serialized with flock.
 #
 # k8s.io/kubernetes requires its staging modules at the fake version v0.0.0
 # (replaced by directories), so `go install pkg@version` is refused. A
@@ -9,7 +9,7 @@
 # published k8s.io/X v0.Y.Z instead (generated from the downloaded go.mod).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
-DEST=$CACHE/k8s-$K8S_VERSION
+DEST=$CACHE/k8s-$K8S_VERSION-$(script_hash "$0")
 if [[ -f $DEST/.complete ]]; then echo "$DEST/bin"; exit 0; fi
 cache_lock k8s
 if [[ -f $DEST/.complete ]]; then echo "$DEST/bin"; exit 0; fi
@@ -26,7 +26,7 @@ sed -nE 's#^[[:space:]]*(k8s\.io/[a-z0-9.-]+) => \./staging/src/k8s\.io/[a-z0-9.
 # keep the main module's go line at kubernetes' so godebug defaults match upstream
 gov=$(sed -nE 's/^go ([0-9.]+)$/\1/p' "$kmod" | head -1)
 [[ -n $gov ]] && go mod edit -go="$gov"
-cmds=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl)
+cmds=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
 pkgs=(); for c in "${cmds[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
 nice -n 10 go get "${pkgs[@]/%/@$K8S_VERSION}" >&2
 when=$(go list -m -json "k8s.io/kubernetes" |

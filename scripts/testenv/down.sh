@@ -109,7 +109,7 @@ remove_tasks() {
 }
 
 # 1. processes: kubelet first (so it stops restarting pods), then the control plane
-stop kubelet kube-scheduler kube-controller-manager
+stop kubelet kube-proxy kube-scheduler kube-controller-manager
 if is_root; then
   remove_tasks
   kill_pod_processes

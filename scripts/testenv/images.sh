@@ -3,6 +3,7 @@
 # binaries (no registry) into $IMAGES_DIR, for up.sh --level 2 to import.
 #   pause     CRI sandbox image (C, gcc -static)          localhost/kubegost-testenv/pause:<hash>
 #   origin    tiny HTTP origin for tests (C, gcc -static) localhost/kubegost-testenv/http-origin:<hash>
+#   coredns   CoreDNS (build-coredns.sh)                 localhost/kubegost-testenv/coredns:<hash>
 #   proxy     the Dockerfile's `proxy` stage (gost-proxy)       localhost/kubegost/proxy:<hash>
 #   operator  the Dockerfile's `operator` stage (gost-operator) localhost/kubegost/operator:<hash>
 # proxy/operator are built without Docker: scripts/build-static.sh (what the Dockerfile's build
@@ -75,6 +76,10 @@ for n in "${names[@]}"; do
       gcc -static -O2 -Wall -o "$out" "$src"
       mkimage "$n" "localhost/kubegost-testenv/$(basename "$out")" "$out"
       ;;
+    coredns)
+      cp "$("$TESTENV_DIR/build-coredns.sh")/coredns" "$work/coredns"
+      mkimage "$n" "localhost/kubegost-testenv/coredns" "$work/coredns"
+      ;;
     proxy | operator)
       pkg=$(awk -v b="gost-$n" '$1==b {print $2; exit}' <<<"$bins")
       if [[ -z $pkg ]]; then
@@ -90,7 +95,7 @@ for n in "${names[@]}"; do
         rm -f "$IMAGES_DIR/$n.ref"
       fi
       ;;
-    *) die "unknown image $n (pause, origin, proxy, operator)" ;;
+    *) die "unknown image $n (pause, origin, coredns, proxy, operator)" ;;
   esac
 done
 # prune tarballs nobody references any more (kept 2 days for concurrent clones)

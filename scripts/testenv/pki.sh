@@ -22,6 +22,7 @@ sign kcm "/CN=system:kube-controller-manager" "extendedKeyUsage=clientAuth\nbasi
 sign scheduler "/CN=system:kube-scheduler" "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE"
 sign kubelet "/O=system:nodes/CN=system:node:kgnode" "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE"
 sign kubelet-serving "/CN=kgnode" "subjectAltName=DNS:kgnode,IP:10.244.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE"
+sign kube-proxy "/CN=system:kube-proxy" "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE"
 sign apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE"
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key 2>/dev/null
 openssl pkey -in sa.key -pubout -out sa.pub 2>/dev/null

@@ -50,7 +50,7 @@ for ((i = 1; i <= CYCLES; i++)); do
   t=$SECONDS
   kc=$("$TESTENV_DIR/up.sh" --level "$LEVEL")
   log "cycle $i: up --level $LEVEL in $((SECONDS - t))s"
-  kubectl=$CACHE/k8s-$K8S_VERSION/bin/kubectl
+  kubectl=$("$TESTENV_DIR/build-k8s.sh")/kubectl
   "$kubectl" --kubeconfig "$kc" get --raw /readyz >/dev/null
   if [[ $LEVEL == 2 ]]; then
     "$kubectl" --kubeconfig "$kc" get node "$NODE_NAME" -o name >/dev/null
@@ -70,6 +70,13 @@ YAML
     body=$(curl -fsS --max-time 5 "http://$ip:8080/")
     [[ $body == selftest ]] || die "origin pod answered $body"
     log "cycle $i: pod selftest-origin Ready at $ip and answering"
+    # a Service through kube-proxy, and its name through CoreDNS
+    "$kubectl" --kubeconfig "$kc" expose pod selftest-origin --name selftest-origin --port 8080 >/dev/null
+    cip=$("$kubectl" --kubeconfig "$kc" get svc selftest-origin -o jsonpath='{.spec.clusterIP}')
+    wait_for "Service $cip answering" 30 - bash -c "[[ \$(curl -fsS --max-time 2 http://$cip:8080/) == selftest ]]"
+    name=selftest-origin.default.svc.cluster.local
+    wait_for "$name resolving to $cip" 30 - bash -c "busybox nslookup $name 10.96.0.10 | grep -q 'Address: $cip'"
+    log "cycle $i: Service $cip ($name) answering through kube-proxy and CoreDNS"
   fi
   t=$SECONDS
   "$TESTENV_DIR/down.sh"

@@ -3,7 +3,9 @@
 #   L1: etcd + kube-apiserver (own CA, service-account keys, RBAC, admission
 #       webhooks) + kube-controller-manager, all on 127.0.0.1.
 #   L2: L1 + kube-scheduler + containerd/runc/CNI + kubelet (node "kgnode") on
-#       the bridge kgbr0 (10.244.0.1/24); images from images.sh imported.
+#       the bridge kgbr0 (10.244.0.1/24), kube-proxy (iptables mode) for Services
+#       and CoreDNS (Service kube-dns, 10.96.0.10) for cluster.local names;
+#       images from images.sh imported.
 # First cleans anything a previous run left behind (down.sh), then waits
 # until everything is healthy, writes $STATE/kubeconfig and $STATE/env and
 # prints the kubeconfig path on stdout.
@@ -29,6 +31,7 @@ t0=$SECONDS
 ETCD_BIN=$("$TESTENV_DIR/build-etcd.sh")
 K8S_BIN=$("$TESTENV_DIR/build-k8s.sh")
 HELM_BIN=$("$TESTENV_DIR/build-helm.sh")
+[[ $LEVEL == 2 ]] && COREDNS_BIN=$("$TESTENV_DIR/build-coredns.sh")
 
 # ---- stale state from an earlier run
 "$TESTENV_DIR/down.sh" --quiet
@@ -47,9 +50,9 @@ for k in "${SYSCTLS[@]}"; do
 done
 
 # ---- free ports on loopback
-read -r ETCD_PORT PEER_PORT API_PORT KCM_PORT SCHED_PORT KUBELET_HEALTHZ_PORT < <(python3 -c '
+read -r ETCD_PORT PEER_PORT API_PORT KCM_PORT SCHED_PORT KUBELET_HEALTHZ_PORT KUBE_PROXY_HEALTHZ_PORT < <(python3 -c '
 import socket
-ss = [socket.socket() for _ in range(6)]
+ss = [socket.socket() for _ in range(7)]
 for s in ss: s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in ss])')
 "$TESTENV_DIR/pki.sh" "$STATE/pki"
@@ -93,6 +96,7 @@ kubeconfig admin admin
 kubeconfig kcm kcm
 kubeconfig scheduler scheduler
 kubeconfig kubelet kubelet
+kubeconfig kube-proxy kube-proxy
 cp "$STATE/admin.kubeconfig" "$STATE/kubeconfig"
 KUBECTL=(env -u KUBECONFIG "$K8S_BIN/kubectl" --kubeconfig="$STATE/kubeconfig" --request-timeout=10s)
 
@@ -157,18 +161,15 @@ if [[ $LEVEL == 2 ]]; then
       { "$ipt" -w -t "$t" -S 2>/dev/null || true; } | awk -v i="$ipt" -v t="$t" '$1=="-N" {print i, t, $2}'
     done
   done >"$STATE/iptables.before"
-  iptables -w -t nat -N KGTEST-PREROUTING
-  iptables -w -t nat -A KGTEST-PREROUTING -i "$BRIDGE" -d 10.96.0.1/32 -p tcp --dport 443 \
-    -j DNAT --to-destination "$BRIDGE_IP:$API_PORT"
-  iptables -w -t nat -A PREROUTING -j KGTEST-PREROUTING
+  # (Service IPs, the kubernetes Service included, are kube-proxy's, started below)
   iptables -w -N KGTEST-FORWARD
   iptables -w -A KGTEST-FORWARD -i "$BRIDGE" ! -o "$BRIDGE" -j DROP
   iptables -w -I FORWARD 1 -j KGTEST-FORWARD
   touch "$STATE/iptables"
 
-  # ---- images (pause + origin always; proxy/operator if images.sh built them)
+  # ---- images (pause + origin + coredns always; proxy/operator if images.sh built them)
   # (rebuilt here because they are quick; a no-op when the tarballs exist)
-  "$TESTENV_DIR/images.sh" pause origin 2>/dev/null
+  "$TESTENV_DIR/images.sh" pause origin coredns 2>/dev/null
   read -r PAUSE_REF _ <"$IMAGES_DIR/pause.ref"
 
   # ---- containerd
@@ -261,6 +262,7 @@ authentication:
   x509: {clientCAFile: $P/ca.crt}
 authorization: {mode: Webhook}
 clusterDomain: cluster.local
+clusterDNS: [10.96.0.10]
 resolvConf: $STATE/resolv.conf
 oomScoreAdj: 0
 evictionHard: {memory.available: "200Mi", nodefs.available: "500Mi", imagefs.available: "500Mi", nodefs.inodesFree: "1%"}
@@ -281,6 +283,98 @@ YAML
     --root-dir="$DATA/kubelet" --cert-dir="$STATE/kubelet-pki" --v=1
   wait_for "node $NODE_NAME Ready" 180 kubelet bash -c \
     "[[ \$(${KUBECTL[*]} get node $NODE_NAME -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}') == True ]]"
+
+  # ---- kube-proxy (iptables mode): Service IPs, the kubernetes Service included
+  cat >"$STATE/kube-proxy.yaml" <<YAML
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection: {kubeconfig: $STATE/kube-proxy.kubeconfig}
+mode: iptables
+clusterCIDR: $POD_CIDR
+hostnameOverride: $NODE_NAME
+bindAddress: $BRIDGE_IP
+healthzBindAddress: 127.0.0.1:$KUBE_PROXY_HEALTHZ_PORT
+metricsBindAddress: 127.0.0.1:0
+nodePortAddresses: [$BRIDGE_IP/32]
+oomScoreAdj: 0
+conntrack: {maxPerCore: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
+YAML
+  log "starting kube-proxy"
+  start_bg kube-proxy "$K8S_BIN/kube-proxy" --config="$STATE/kube-proxy.yaml" --v=1
+  wait_for "kube-proxy /healthz" 60 kube-proxy curl -fsS --max-time 2 "http://127.0.0.1:$KUBE_PROXY_HEALTHZ_PORT/healthz"
+
+  # ---- CoreDNS: cluster.local names of Services and pods; nothing else is answered (no
+  # upstream: every packet stays on this machine)
+  read -r COREDNS_REF _ <"$IMAGES_DIR/coredns.ref"
+  "${KUBECTL[@]}" apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: coredns, namespace: kube-system}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: kgtest:coredns}
+rules:
+- {apiGroups: [""], resources: [endpoints, services, pods, namespaces], verbs: [list, watch]}
+- {apiGroups: [discovery.k8s.io], resources: [endpointslices], verbs: [list, watch]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: kgtest:coredns}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "kgtest:coredns"}
+subjects: [{kind: ServiceAccount, name: coredns, namespace: kube-system}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: coredns, namespace: kube-system}
+data:
+  Corefile: |
+    .:1053 {
+        errors
+        health 127.0.0.1:8080
+        ready :8181
+        kubernetes cluster.local in-addr.arpa ip6.arpa {
+            pods insecure
+            fallthrough in-addr.arpa ip6.arpa
+        }
+        cache 30
+        loadbalance
+    }
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: coredns, namespace: kube-system, labels: {k8s-app: kube-dns}}
+spec:
+  replicas: 1
+  selector: {matchLabels: {k8s-app: kube-dns}}
+  template:
+    metadata: {labels: {k8s-app: kube-dns}}
+    spec:
+      serviceAccountName: coredns
+      dnsPolicy: Default
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: coredns
+        image: $COREDNS_REF
+        imagePullPolicy: Never
+        args: [-conf, /etc/coredns/Corefile]
+        ports: [{containerPort: 1053, protocol: UDP, name: dns}, {containerPort: 1053, protocol: TCP, name: dns-tcp}]
+        readinessProbe: {httpGet: {path: /ready, port: 8181}, periodSeconds: 1}
+        securityContext: {runAsNonRoot: true, runAsUser: 65532, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
+        volumeMounts: [{name: config, mountPath: /etc/coredns}]
+      volumes: [{name: config, configMap: {name: coredns}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: kube-dns, namespace: kube-system, labels: {k8s-app: kube-dns}}
+spec:
+  clusterIP: 10.96.0.10
+  selector: {k8s-app: kube-dns}
+  ports:
+  - {name: dns, port: 53, targetPort: 1053, protocol: UDP}
+  - {name: dns-tcp, port: 53, targetPort: 1053, protocol: TCP}
+YAML
+  wait_for "CoreDNS ready" 120 kubelet "${KUBECTL[@]}" -n kube-system wait --for=condition=Available deploy/coredns --timeout=5s
 fi
 
 # ---- env file for run.sh and the Rust tests

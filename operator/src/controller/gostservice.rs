@@ -86,6 +86,11 @@ async fn apply(g: &GostService, ns: &str, ctx: &Context) -> Result<Action, Error
         tracing::info!(gostservice = %key_of(g), secret = %sname, hash = ?plan.status.config_hash, "config Secret written");
     }
     ctx.nudge(ns, &plan.nudges).await?;
+    if !plan.restart.is_empty() {
+        if let Some(ev) = rollout(ctx, ns, &plan.restart).await? {
+            ctx.publish(g, &[ev], "Rollout").await;
+        }
+    }
     if plan.status_changed {
         let api: Api<GostService> = Api::namespaced(ctx.client.clone(), ns);
         let body = serde_json::json!({
@@ -155,4 +160,107 @@ async fn cleanup(g: &GostService, ns: &str, ctx: &Context) -> Result<Action, Err
         ctx.drop_access(ns).await?;
     }
     Ok(Action::await_change())
+}
+
+/// Annotation on a workload's pod template whose change makes it roll its pods.
+pub const RESTARTED_AT_ANNOTATION: &str = "kubegost.io/restartedAt";
+
+/// `rollout: Automatic`: restarts one workload whose pods are outdated, and none while a
+/// workload of them is still rolling. Pods owned by a ReplicaSet restart through its
+/// Deployment; StatefulSets and DaemonSets directly; other owners are left alone.
+async fn rollout(
+    ctx: &Context,
+    ns: &str,
+    owners: &[(String, String)],
+) -> Result<Option<EventNote>, Error> {
+    use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+    let mut workloads: Vec<(String, String)> = Vec::new();
+    for (kind, name) in owners {
+        let w = match kind.as_str() {
+            "ReplicaSet" => {
+                let rs: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), ns);
+                rs.get_opt(name).await?.and_then(|r| {
+                    r.metadata
+                        .owner_references
+                        .unwrap_or_default()
+                        .into_iter()
+                        .find(|o| o.kind == "Deployment" && o.controller == Some(true))
+                        .map(|o| ("Deployment".to_string(), o.name))
+                })
+            }
+            "StatefulSet" | "DaemonSet" => Some((kind.clone(), name.clone())),
+            _ => None,
+        };
+        if let Some(w) = w.filter(|w| !workloads.contains(w)) {
+            workloads.push(w);
+        }
+    }
+    workloads.sort();
+    // one at a time: wait while any of them is still rolling out
+    for (kind, name) in &workloads {
+        let rolling = match kind.as_str() {
+            "Deployment" => Api::<Deployment>::namespaced(ctx.client.clone(), ns)
+                .get_opt(name)
+                .await?
+                .is_some_and(|d| {
+                    let st = d.status.unwrap_or_default();
+                    let want = d.spec.replicas.unwrap_or(1);
+                    st.observed_generation < d.metadata.generation
+                        || st.updated_replicas.unwrap_or(0) < want
+                        || st.replicas.unwrap_or(0) > want
+                        || st.available_replicas.unwrap_or(0) < want
+                }),
+            "StatefulSet" => Api::<StatefulSet>::namespaced(ctx.client.clone(), ns)
+                .get_opt(name)
+                .await?
+                .is_some_and(|d| {
+                    let st = d.status.unwrap_or_default();
+                    st.observed_generation < d.metadata.generation
+                        || st.update_revision != st.current_revision
+                }),
+            _ => Api::<DaemonSet>::namespaced(ctx.client.clone(), ns)
+                .get_opt(name)
+                .await?
+                .is_some_and(|d| {
+                    let st = d.status.unwrap_or_default();
+                    st.observed_generation < d.metadata.generation
+                        || st.updated_number_scheduled.unwrap_or(0) < st.desired_number_scheduled
+                }),
+        };
+        if rolling {
+            tracing::debug!(namespace = ns, workload = %format!("{kind}/{name}"), "waiting for a rollout to finish");
+            return Ok(None);
+        }
+    }
+    let Some((kind, name)) = workloads.first() else {
+        return Ok(None);
+    };
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let patch = serde_json::json!({"spec": {"template": {"metadata": {"annotations": {
+        RESTARTED_AT_ANNOTATION: now,
+    }}}}});
+    let pp = PatchParams::default();
+    match kind.as_str() {
+        "Deployment" => {
+            Api::<Deployment>::namespaced(ctx.client.clone(), ns)
+                .patch(name, &pp, &Patch::Merge(&patch))
+                .await?;
+        }
+        "StatefulSet" => {
+            Api::<StatefulSet>::namespaced(ctx.client.clone(), ns)
+                .patch(name, &pp, &Patch::Merge(&patch))
+                .await?;
+        }
+        _ => {
+            Api::<DaemonSet>::namespaced(ctx.client.clone(), ns)
+                .patch(name, &pp, &Patch::Merge(&patch))
+                .await?;
+        }
+    }
+    tracing::info!(namespace = ns, workload = %format!("{kind}/{name}"), "restarted for outdated sidecars (rollout: Automatic)");
+    Ok(Some(EventNote {
+        warning: false,
+        reason: "RolloutRestarted".into(),
+        note: format!("{kind} {name} restarted: its pods run outdated sidecar settings"),
+    }))
 }
