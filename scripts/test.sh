@@ -25,6 +25,8 @@ fi
 
 step "engine layers: imports point only to lower layers"
 scripts/check-layers.sh
+step "shellcheck (warnings) of every script"
+shellcheck -S warning -x -P SCRIPTDIR scripts/*.sh scripts/testenv/*.sh .ci/run tests/bench/*.sh
 step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy -D warnings"

@@ -6,7 +6,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 pkgs=(containerd runc containernetworking-plugins iptables conntrack openssl curl
   iproute2 util-linux procps gcc libc6-dev python3 ca-certificates busybox-static
-  dnsmasq-base) # dnsmasq-base: the real DNS server of the engine's resolver tests
+  dnsmasq-base shellcheck) # dnsmasq-base: the real DNS server of the engine's resolver tests
 missing=()
 for p in "${pkgs[@]}"; do
   st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)

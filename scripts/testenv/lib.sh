@@ -1,5 +1,7 @@
 # shellcheck shell=bash
 # Common helpers for scripts/testenv/*.sh. Source it; do not run it.
+# (its variables are for the scripts that source it)
+# shellcheck disable=SC2034
 TESTENV_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$TESTENV_DIR/../.." && pwd)
 # shellcheck source=versions.env

@@ -31,7 +31,7 @@ t0=$SECONDS
 ETCD_BIN=$("$TESTENV_DIR/build-etcd.sh")
 K8S_BIN=$("$TESTENV_DIR/build-k8s.sh")
 HELM_BIN=$("$TESTENV_DIR/build-helm.sh")
-[[ $LEVEL == 2 ]] && COREDNS_BIN=$("$TESTENV_DIR/build-coredns.sh")
+[[ $LEVEL == 2 ]] && "$TESTENV_DIR/build-coredns.sh" >/dev/null
 
 # ---- stale state from an earlier run
 "$TESTENV_DIR/down.sh" --quiet
@@ -110,6 +110,8 @@ start_bg etcd "$ETCD_BIN/etcd" --name kgtest --data-dir "$STATE/etcd" \
 wait_for "etcd health" 60 etcd curl -fsS --max-time 2 "http://127.0.0.1:$ETCD_PORT/health"
 
 # ---- kube-apiserver
+# (commas inside flag values are the flags' own lists)
+# shellcheck disable=SC2054
 api_args=(
   --etcd-servers="http://127.0.0.1:$ETCD_PORT"
   --bind-address="$API_HOST" --secure-port="$API_PORT"
@@ -122,6 +124,7 @@ api_args=(
   --allow-privileged=true --profiling=false --v=1
 )
 if [[ $LEVEL == 2 ]]; then
+  # shellcheck disable=SC2054
   api_args+=(--advertise-address="$BRIDGE_IP" --authorization-mode=Node,RBAC
     --enable-aggregator-routing=true
     --kubelet-client-certificate="$P/apiserver-kubelet-client.crt"

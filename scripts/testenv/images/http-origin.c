@@ -1,6 +1,7 @@
 /* http-origin: a tiny HTTP/1.x origin for the kubegost cluster tests.
  * Listens on 0.0.0.0:$PORT (default 8080) inside its pod and answers every
- * request with 200 and the body "$ORIGIN_BODY\n" (default "kubegost-origin").
+ * request with 200 and the body "$ORIGIN_BODY\n" (default "kubegost-origin"). With
+ * LOG_REQUESTS set, every request line goes to stderr.
  * With REQUIRE_PEER=a.b.c.d:port it first connects once to that IPv4
  * address and exits with status 3 if that fails (used to prove that a native
  * sidecar was already listening when the app container started).
@@ -60,6 +61,11 @@ int main(void) {
       if (r <= 0) break;
       n += (size_t)r; buf[n] = 0;
       if (strstr(buf, "\r\n\r\n") || strstr(buf, "\n\n")) break;
+    }
+    if (getenv("LOG_REQUESTS")) {           /* the request line, for tests that read the log */
+      char *eol = strpbrk(buf, "\r\n");
+      if (eol) *eol = 0;
+      fprintf(stderr, "request: %s\n", buf);
     }
     char resp[9000];
     int len = snprintf(resp, sizeof resp,
