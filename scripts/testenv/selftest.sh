@@ -14,7 +14,9 @@ while (($#)); do
     *) die "usage: selftest.sh [--level 1|2] [--cycles N]" ;;
   esac
 done
-snap=$(mktemp -d); trap 'rm -rf "$snap"' EXIT
+snap=$(mktemp -d)
+# a failed cycle leaves no cluster running behind it
+trap 'rc=$?; rm -rf "$snap"; if ((rc != 0)); then "$TESTENV_DIR/down.sh" --quiet; fi' EXIT
 
 # our own binaries / container processes still running
 our_procs() {
@@ -59,7 +61,7 @@ for ((i = 1; i <= CYCLES; i++)); do
     "$kubectl" --kubeconfig "$kc" apply -f - >/dev/null <<YAML
 apiVersion: v1
 kind: Pod
-metadata: {name: selftest-origin, namespace: default}
+metadata: {name: selftest-origin, namespace: default, labels: {app: selftest-origin}}
 spec:
   containers:
   - {name: origin, image: "$img", imagePullPolicy: Never, env: [{name: ORIGIN_BODY, value: selftest}]}

@@ -50,9 +50,9 @@ for k in "${SYSCTLS[@]}"; do
 done
 
 # ---- free ports on loopback
-read -r ETCD_PORT PEER_PORT API_PORT KCM_PORT SCHED_PORT KUBELET_HEALTHZ_PORT KUBE_PROXY_HEALTHZ_PORT < <(python3 -c '
+read -r ETCD_PORT PEER_PORT API_PORT KCM_PORT SCHED_PORT KUBELET_HEALTHZ_PORT KUBE_PROXY_HEALTHZ_PORT KUBE_PROXY_METRICS_PORT < <(python3 -c '
 import socket
-ss = [socket.socket() for _ in range(7)]
+ss = [socket.socket() for _ in range(8)]
 for s in ss: s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in ss])')
 "$TESTENV_DIR/pki.sh" "$STATE/pki"
@@ -297,7 +297,7 @@ clusterCIDR: $POD_CIDR
 hostnameOverride: $NODE_NAME
 bindAddress: $BRIDGE_IP
 healthzBindAddress: 127.0.0.1:$KUBE_PROXY_HEALTHZ_PORT
-metricsBindAddress: 127.0.0.1:0
+metricsBindAddress: 127.0.0.1:$KUBE_PROXY_METRICS_PORT
 nodePortAddresses: [$BRIDGE_IP/32]
 oomScoreAdj: 0
 conntrack: {maxPerCore: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
