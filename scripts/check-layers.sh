@@ -12,7 +12,7 @@
 #                      string) < components (the one registration list)
 #   runtime     7-9    chain < store < router, service
 #   assembly    10-11  build < engine
-#   program     12-16  api args health < supervise cli watch < app < lib < main
+#   program     12-16  api args health fetch < supervise cli watch < app < lib < main
 # A new module must be given a layer here; unknown modules fail the check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +25,7 @@ declare -A layer=(
   [listener]=5 [handler]=5 [connector]=5 [dialer]=5 [fail_closed]=5 [components]=6
   [chain]=7 [store]=8 [router]=9 [service]=9
   [build]=10 [engine]=11
-  [api]=12 [args]=12 [health]=12 [supervise]=13 [cli]=13 [watch]=13 [app]=14 [lib]=15 [main]=16
+  [api]=12 [args]=12 [health]=12 [fetch]=12 [supervise]=13 [cli]=13 [watch]=13 [app]=14 [lib]=15 [main]=16
 )
 # Items the crate root re-exports, by the module that defines them.
 declare -A root=(

@@ -127,7 +127,7 @@ YAML
   say "the app asks its sidecar for http://hello.internal:8080/ (only the relay knows that name)"
   local body
   for _ in $(seq 30); do
-    body=$(k -n demo exec "$pod" -c app -- sh -c 'http_proxy=http://127.0.0.1:8080 wget -q -T 5 -O- http://hello.internal:8080/' 2>/dev/null) && break
+    body=$(k -n demo exec "$pod" -c app -- gost-proxy fetch -T 5 -x http://127.0.0.1:8080 http://hello.internal:8080/ 2>/dev/null) && break
     sleep 2
   done
   [[ -n ${body:-} ]] || { echo "no answer through the chain" >&2; return 1; }

@@ -13,6 +13,7 @@
 //! - a Job with an injected sidecar completes;
 //! - a missing chain, a bad handler type and an address conflict each show their condition,
 //!   and the running pod keeps serving its config.
+//!
 //! Every packet stays on this machine (bridge, pod namespaces, Service IPs via kube-proxy).
 
 mod support;
@@ -91,8 +92,10 @@ fn restarts(p: &Pod) -> i32 {
         .sum()
 }
 
+/// The app's request through its sidecar (`gost-proxy fetch`: the image's busybox `wget`
+/// cannot connect from a static glibc build).
 const PROXY: &str =
-    "http_proxy=http://127.0.0.1:8080 wget -q -T 5 -O- http://secret.origin.test:8080/";
+    "gost-proxy fetch -T 5 -x http://127.0.0.1:8080 http://secret.origin.test:8080/";
 
 #[tokio::test]
 async fn k8s_l2_e2e_injected_pod_carries_traffic_through_a_gostchain() -> Result<()> {
@@ -248,7 +251,7 @@ spec: {{selector: {{app: {n}}}, ports: [{{port: 8443}}]}}
     )?;
     let recorder = format!("http://recorder.{infra_ns}.svc.cluster.local:8080");
     let hook =
-        |phase: &str| format!("\"sh -c 'wget -q -O /dev/null {recorder}/hook/{phase}/$POD_NAME'\"");
+        |phase: &str| format!("\"sh -c 'gost-proxy fetch {recorder}/hook/{phase}/$POD_NAME'\"");
     apply(
         &cluster,
         &app_ns,
@@ -342,7 +345,7 @@ spec:
         &app_ns,
         &pod_name,
         "app",
-        "wget -q -T 5 -O- http://127.0.0.1:9090/",
+        "gost-proxy fetch -T 5 http://127.0.0.1:9090/",
     )?;
     assert_eq!(direct.trim(), "origin-1");
 
@@ -511,7 +514,7 @@ spec:
         &app_ns,
         &pod_name,
         "app",
-        "wget -q -T 5 -O- http://127.0.0.1:9090/",
+        "gost-proxy fetch -T 5 http://127.0.0.1:9090/",
     )?;
     assert_eq!(direct.trim(), "origin-1");
 

@@ -41,7 +41,7 @@ k -n demo-infra get deploy relay -o yaml | sed 's/name: relay$/name: relay2/; s/
 k -n demo-infra expose deploy relay2 --port 8443 >/dev/null 2>&1 || true
 k -n demo-infra rollout status deploy/relay2 --timeout=120s >/dev/null
 pod=$(k -n demo get pod -l app=web -o jsonpath='{.items[0].metadata.name}')
-fetch() { k -n demo exec "$pod" -c app -- sh -c 'http_proxy=http://127.0.0.1:8080 wget -q -T 3 -O- http://hello.internal:8080/' 2>/dev/null || true; }
+fetch() { k -n demo exec "$pod" -c app -- gost-proxy fetch -T 3 -x http://127.0.0.1:8080 http://hello.internal:8080/ 2>/dev/null || true; }
 
 pct() { # P: percentile of numbers on stdin
   sort -n | awk -v p="$1" '{a[NR]=$1} END {if (NR==0) {print "-"; exit} i=int((NR-1)*p/100)+1; printf "%.0f", a[i]}'

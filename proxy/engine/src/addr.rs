@@ -160,17 +160,66 @@ pub fn decode_socks_addr(b: &[u8]) -> io::Result<(String, usize)> {
     Ok((join_host_port(&host, port), n + 2))
 }
 
-/// Resolves `host:port` with the system resolver (IPv4 first, like GOST's defaults).
+/// The system's resolver, read from `/etc/resolv.conf` and `/etc/hosts` by the engine itself
+/// (hickory) rather than through the C library: in the static binary of a `FROM scratch`
+/// image, glibc's `getaddrinfo` has no NSS modules and cannot resolve any name, so a
+/// sidecar would not find `relay.<ns>.svc.cluster.local`. `None` when no resolv.conf can be
+/// read (then the C library is asked).
+fn system_resolver() -> Option<&'static hickory_resolver::TokioResolver> {
+    static R: std::sync::OnceLock<Option<hickory_resolver::TokioResolver>> =
+        std::sync::OnceLock::new();
+    R.get_or_init(|| {
+        let mut b = match hickory_resolver::TokioResolver::builder_tokio() {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::debug!(error = %e, "no system DNS configuration; names go to the C library");
+                return None;
+            }
+        };
+        b.options_mut().use_hosts_file = hickory_resolver::config::ResolveHosts::Always;
+        b.build()
+            .map_err(|e| tracing::warn!(error = %e, "system resolver"))
+            .ok()
+    })
+    .as_ref()
+}
+
+/// Resolves `host:port` with the system's DNS configuration (IPv4 first, like GOST's
+/// defaults): `/etc/hosts`, then the name servers, search domains and `ndots` of
+/// `/etc/resolv.conf`.
 pub async fn resolve_system(addr: &str) -> io::Result<SocketAddr> {
     if let Ok(sa) = addr.parse::<SocketAddr>() {
         return Ok(sa);
     }
+    let not_found = || io::Error::new(io::ErrorKind::NotFound, format!("no address for {addr}"));
+    let (host, port) = split_host_port(addr).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{addr}: not host:port"),
+        )
+    })?;
+    if let Some(r) = system_resolver() {
+        match r.lookup_ip(host).await {
+            Ok(ips) => {
+                let mut ips: Vec<std::net::IpAddr> = ips.iter().collect();
+                ips.sort_by_key(|ip| !ip.is_ipv4());
+                return ips
+                    .into_iter()
+                    .next()
+                    .map(|ip| SocketAddr::new(ip, port))
+                    .ok_or_else(not_found);
+            }
+            Err(e) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("resolve {host}: {e}"),
+                ))
+            }
+        }
+    }
     let mut addrs: Vec<SocketAddr> = tokio::net::lookup_host(addr).await?.collect();
     addrs.sort_by_key(|a| !a.is_ipv4());
-    addrs
-        .into_iter()
-        .next()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no address for {addr}")))
+    addrs.into_iter().next().ok_or_else(not_found)
 }
 
 #[cfg(test)]

@@ -30,6 +30,8 @@ pub mod dialer;
 pub mod engine;
 pub mod error;
 pub mod fail_closed;
+#[cfg(feature = "program")]
+pub mod fetch;
 pub mod files;
 pub mod handler;
 pub mod health;

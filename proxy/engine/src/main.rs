@@ -16,6 +16,9 @@ fn main() -> ExitCode {
     };
     let result = rt.block_on(async {
         // `await` takes a command after `--`, so it is dispatched before `--` groups are split
+        if args.first().map(String::as_str) == Some("fetch") {
+            return Ok(gost_engine::fetch::run(&args[1..]).await);
+        }
         if args.first().map(String::as_str) == Some("await") {
             return gost_engine::app::run_await(&args).await;
         }

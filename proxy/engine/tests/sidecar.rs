@@ -420,3 +420,51 @@ fn state_changing_health_calls_are_refused_from_outside_the_pod() {
     let _ = Command::new("kill").arg(child.id().to_string()).status();
     let _ = child.wait();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fetch_gets_directly_and_through_a_proxy_with_curl_s_exit_codes() {
+    let origin = origin().await;
+    let p = free_port();
+    let _proxy = tokio::task::spawn_blocking(move || {
+        Proxy::start(&["-L", &format!("http://127.0.0.1:{p}")], &[p])
+    })
+    .await
+    .unwrap();
+    let run = |args: Vec<String>| {
+        let o = Command::new(bin())
+            .arg("fetch")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).to_string(),
+        )
+    };
+    let url = format!("http://{origin}/");
+    let (code, body) = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || run(vec![url])
+    })
+    .await
+    .unwrap();
+    assert_eq!((code, body.as_str()), (Some(0), ORIGIN_BODY));
+    let (code, body) = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || run(vec!["-x".into(), format!("http://127.0.0.1:{p}"), url])
+    })
+    .await
+    .unwrap();
+    assert_eq!((code, body.as_str()), (Some(0), ORIGIN_BODY));
+    // nothing listens: curl's 7; a bad URL: 2
+    let dead = free_port();
+    let (code, _) =
+        tokio::task::spawn_blocking(move || run(vec![format!("http://127.0.0.1:{dead}/")]))
+            .await
+            .unwrap();
+    assert_eq!(code, Some(7));
+    let (code, _) = tokio::task::spawn_blocking(move || run(vec!["ftp://x/".into()]))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(2));
+}
