@@ -503,6 +503,11 @@ pub fn plan_gostservice(i: &GostServiceInputs<'_>) -> GostServicePlan {
     let mut nudges = Vec::new();
     let hash_ok = !applied_hash.is_empty();
     for p in i.pods {
+        // a terminating pod is on its way out: not counted, not outdated, not restarted for
+        // (counting it would make `rollout: Automatic` restart the workload again)
+        if p.deletion_timestamp.is_some() {
+            continue;
+        }
         let l = labels(p);
         let ann = annotations(p);
         let now_selecting = selecting(i.namespace_gostservices, &l);
@@ -521,6 +526,7 @@ pub fn plan_gostservice(i: &GostServiceInputs<'_>) -> GostServicePlan {
         let current: Vec<String> = now_selecting.iter().map(|g| g.name_any()).collect();
         let restart_now = inject::restart_hash(&ann, &now_selecting, i.inject).ok();
         if recorded != current || restart_now.as_deref() != Some(st.restart_hash.as_str()) {
+            tracing::debug!(pod = ?p.name, ?recorded, ?current, recorded_hash = %st.restart_hash, current_hash = ?restart_now, "pod outdated");
             outdated.push(p.name.clone().unwrap_or_default());
             if let Some(o) = p
                 .owner_references

@@ -542,6 +542,55 @@ spec:
     )
     .await?;
     assert_eq!(hooks, ["pre-up", "post-up", "pre-down", "post-down"]);
+
+    // 12. a change running pods cannot take: outdated; with rollout: Automatic the operator
+    //     restarts the Deployment and the new pod is up to date
+    running_pod(&cluster, &app_ns, "app=web").await?;
+    wait_gsvc(&gsvcs, "web", "the replacement pod up to date", |g| {
+        g.status
+            .as_ref()
+            .is_some_and(|s| s.injected_pods == 1 && s.outdated_pods == 0)
+    })
+    .await?;
+    gsvcs
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &json(serde_json::json!([
+            {"op": "replace", "path": "/spec/services/0/hooks/timeoutSeconds", "value": 11}])),
+        )
+        .await?;
+    wait_gsvc(&gsvcs, "web", "PodsUpToDate=False", |g| {
+        has(g, "PodsUpToDate", "False", Some("RestartNeeded"))
+    })
+    .await?;
+    gsvcs
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"rollout": "Automatic"}})),
+        )
+        .await?;
+    let deploys: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(cluster.client.clone(), &app_ns);
+    wait_for(
+        "the Deployment restarted by the operator",
+        Duration::from_secs(60),
+        || async {
+            let d = deploys.get("web").await?;
+            Ok(d.spec
+                .template
+                .metadata
+                .and_then(|m| m.annotations)
+                .and_then(|a| a.get("kubegost.io/restartedAt").cloned()))
+        },
+    )
+    .await?;
+    wait_gsvc(&gsvcs, "web", "PodsUpToDate=True after the rollout", |g| {
+        has(g, "PodsUpToDate", "True", None)
+            && g.status.as_ref().is_some_and(|s| s.injected_pods == 1)
+    })
+    .await?;
     sys.success();
     infra.success();
     app.success();

@@ -569,3 +569,43 @@ spec:
     let err = plan_injection(&pod, &[&g], &InjectSettings::default()).unwrap_err();
     assert!(err.to_string().contains("port 15300 is reserved"), "{err}");
 }
+
+#[test]
+fn terminating_pods_are_not_counted_nor_restarted_for() {
+    let mut g = web();
+    g.spec.rollout = crate::crd::RolloutPolicy::Automatic;
+    let mut w = World::new(
+        vec![g.clone()],
+        vec![corp("proxy.corp:3128")],
+        vec![creds()],
+    );
+    let settings = InjectSettings::default();
+    let mut old = plan_injection(&pod("web-old", &[("app", "web")]), &[&g], &settings)
+        .unwrap()
+        .metadata;
+    old.owner_references = Some(vec![
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+            kind: "ReplicaSet".into(),
+            name: "web-1".into(),
+            controller: Some(true),
+            ..Default::default()
+        },
+    ]);
+    // a hook change makes it outdated, and rollout wants its ReplicaSet restarted
+    let mut changed = g.clone();
+    changed.spec.services[0].hooks = Some(crate::crd::HooksSpec {
+        post_up: vec!["true".into()],
+        ..Default::default()
+    });
+    w.gsvcs = vec![changed];
+    w.pods = vec![old.clone()];
+    let p = w.plan("web");
+    assert_eq!(p.status.outdated_pods, 1);
+    assert_eq!(p.restart, [("ReplicaSet".to_string(), "web-1".to_string())]);
+    // once it is terminating it counts no more
+    old.deletion_timestamp = Some(now());
+    w.pods = vec![old];
+    let p = w.plan("web");
+    assert_eq!((p.status.injected_pods, p.status.outdated_pods), (0, 0));
+    assert!(p.restart.is_empty());
+}
