@@ -180,7 +180,16 @@ impl Router {
             let sock = crate::io::bind_udp_any()
                 .await
                 .map_err(|e| DialError::io(addr, e))?;
-            return Ok(Outbound::Packet(Arc::new(UdpPacket(sock))));
+            if self.hosts.is_none() && self.resolver.is_none() {
+                return Ok(Outbound::Packet(Arc::new(UdpPacket(sock))));
+            }
+            // Handlers send to the names their clients gave (the dialled one, or any for a
+            // UDP association): each datagram's target goes through the same hosts mapper
+            // and resolver as the dial itself.
+            return Ok(Outbound::Packet(Arc::new(ResolvingPacket {
+                inner: UdpPacket(sock),
+                router: self.clone(),
+            })));
         }
         let conn = self.direct.dialer.dial(addr, opts).await.map_err(|e| {
             // the dial's own deadline (an OS-level ETIMEDOUT stays an I/O error)
@@ -191,5 +200,30 @@ impl Router {
             }
         })?;
         self.direct.connector.connect(conn, network, addr).await
+    }
+}
+
+/// A direct UDP socket whose datagram targets are resolved with the service's hosts mapper
+/// and resolver, like every TCP target (a name only the hosts mapper knows must work for UDP
+/// too).
+struct ResolvingPacket {
+    inner: UdpPacket,
+    router: Router,
+}
+
+#[async_trait]
+impl crate::io::PacketConn for ResolvingPacket {
+    async fn recv_from(&self, buf: &mut [u8]) -> std::io::Result<(usize, String)> {
+        self.inner.recv_from(buf).await
+    }
+
+    async fn send_to(&self, buf: &[u8], addr: &str) -> std::io::Result<usize> {
+        let r = &self.router;
+        let target = r
+            .store
+            .resolve(r.hosts.as_deref(), r.resolver.as_deref(), addr)
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        self.inner.send_to(buf, &target).await
     }
 }

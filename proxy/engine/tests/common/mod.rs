@@ -120,10 +120,216 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_gost-proxy"))
 }
 
-/// A running `gost-proxy`, killed on drop.
+/// The reference GOST v3.2.6 binary: `$KUBEGOST_GOST_BIN`, else
+/// `../shared/tools/gost-v3.2.6/gost` relative to the project root. Panics naming the path when
+/// it is missing: interop tests fail, they never skip.
+pub fn gost_bin() -> PathBuf {
+    let p = match std::env::var_os("KUBEGOST_GOST_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/tools/gost-v3.2.6/gost")
+        }
+    };
+    assert!(
+        p.is_file(),
+        "the reference gost binary is missing at {} (the project expects \
+         ../shared/tools/gost-v3.2.6/gost beside the repository, or KUBEGOST_GOST_BIN)",
+        p.display()
+    );
+    p
+}
+
+/// Socket inodes open in process `pid` (from `/proc/<pid>/fd`).
+pub fn socket_inodes(pid: u32) -> std::collections::HashSet<u64> {
+    let mut out = std::collections::HashSet::new();
+    let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        if let Ok(t) = std::fs::read_link(e.path()) {
+            let t = t.to_string_lossy();
+            if let Some(n) = t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
+                if let Ok(n) = n.parse() {
+                    out.insert(n);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// One row of `/proc/net/{tcp,tcp6,udp,udp6}`: local, remote, state, inode.
+pub struct SockRow {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub state: u8,
+    pub inode: u64,
+}
+
+fn proc_addr(s: &str) -> Option<SocketAddr> {
+    let (ip, port) = s.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let ip: std::net::IpAddr = match ip.len() {
+        8 => std::net::Ipv4Addr::from(u32::from_str_radix(ip, 16).ok()?.to_ne_bytes()).into(),
+        32 => {
+            let mut b = [0u8; 16];
+            for i in 0..4 {
+                let w = u32::from_str_radix(&ip[i * 8..i * 8 + 8], 16).ok()?;
+                b[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+            }
+            let v6 = std::net::Ipv6Addr::from(b);
+            match v6.to_ipv4_mapped() {
+                Some(v4) => v4.into(),
+                None => v6.into(),
+            }
+        }
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
+/// The sockets of one protocol family (`tcp` or `udp`, v4 and v6).
+pub fn proc_sockets(proto: &str) -> Vec<SockRow> {
+    let mut out = Vec::new();
+    for f in [format!("/proc/net/{proto}"), format!("/proc/net/{proto}6")] {
+        let Ok(text) = std::fs::read_to_string(&f) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let c: Vec<&str> = line.split_whitespace().collect();
+            if c.len() < 10 {
+                continue;
+            }
+            let (Some(local), Some(remote)) = (proc_addr(c[1]), proc_addr(c[2])) else {
+                continue;
+            };
+            out.push(SockRow {
+                local,
+                remote,
+                state: u8::from_str_radix(c[3], 16).unwrap_or(0),
+                inode: c[9].parse().unwrap_or(0),
+            });
+        }
+    }
+    out
+}
+
+/// Whether the TCP connection whose client end is `peer` (as an origin sees it) and whose
+/// server end is `local` was opened by process `pid`.
+pub fn tcp_peer_is(pid: u32, peer: SocketAddr, local: SocketAddr) -> bool {
+    let mine = socket_inodes(pid);
+    proc_sockets("tcp")
+        .iter()
+        .any(|r| r.local == peer && r.remote == local && mine.contains(&r.inode))
+}
+
+/// Whether the UDP socket that sent from `peer` belongs to process `pid` (an unconnected
+/// socket may be bound to the wildcard address).
+pub fn udp_peer_is(pid: u32, peer: SocketAddr) -> bool {
+    let mine = socket_inodes(pid);
+    proc_sockets("udp").iter().any(|r| {
+        r.local.port() == peer.port()
+            && (r.local.ip() == peer.ip() || r.local.ip().is_unspecified())
+            && mine.contains(&r.inode)
+    })
+}
+
+/// Whether process `pid` holds a listening TCP socket (`proto` `tcp`) or a bound UDP socket
+/// (`udp`) on `port`.
+pub fn port_held_by(pid: u32, proto: &str, port: u16) -> bool {
+    let mine = socket_inodes(pid);
+    proc_sockets(proto).iter().any(|r| {
+        r.local.port() == port && (proto != "tcp" || r.state == 0x0A) && mine.contains(&r.inode)
+    })
+}
+
+/// Writes `ORIGIN_BODY` (or `403` with `deny`) for every request head on `s`.
+async fn serve_heads(mut s: tokio::net::TcpStream, deny: Option<String>) {
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 4096];
+    loop {
+        let n = match s.read(&mut tmp).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&tmp[..n]);
+        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            buf.drain(..end + 4);
+            let (status, body) = match &deny {
+                Some(why) => ("403 Forbidden", why.clone()),
+                None => ("200 OK", ORIGIN_BODY.to_string()),
+            };
+            let resp = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            if s.write_all(resp.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// An HTTP origin on 127.0.0.1 that serves [`ORIGIN_BODY`] only to connections opened by the
+/// process whose PID is in the returned slot (set it once the last chain node runs); anyone
+/// else, a client that skipped the chain included, gets `403` naming the PID it came from.
+pub async fn guarded_origin() -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicU32>) {
+    use std::sync::atomic::Ordering;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let slot = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let allowed = slot.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, peer)) = l.accept().await else {
+                return;
+            };
+            let pid = allowed.load(Ordering::SeqCst);
+            let deny = if pid != 0 && tcp_peer_is(pid, peer, addr) {
+                None
+            } else {
+                Some(format!(
+                    "guarded origin: connection from {peer} is not from the last chain node (pid {pid})\n"
+                ))
+            };
+            tokio::spawn(serve_heads(s, deny));
+        }
+    });
+    (addr, slot)
+}
+
+/// A UDP echo on 127.0.0.1 that answers (`echo:` + payload) only datagrams sent by the process
+/// in the returned PID slot; others get no answer, so a bypassed chain times out.
+pub async fn guarded_udp_echo() -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicU32>) {
+    use std::sync::atomic::Ordering;
+    let s = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = s.local_addr().unwrap();
+    let slot = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let allowed = slot.clone();
+    tokio::spawn(async move {
+        let mut b = [0u8; 2048];
+        loop {
+            let Ok((n, from)) = s.recv_from(&mut b).await else {
+                return;
+            };
+            let pid = allowed.load(Ordering::SeqCst);
+            if pid == 0 || !udp_peer_is(pid, from) {
+                continue;
+            }
+            let mut r = b"echo:".to_vec();
+            r.extend_from_slice(&b[..n]);
+            let _ = s.send_to(&r, from).await;
+        }
+    });
+    (addr, slot)
+}
+
+/// A running `gost-proxy` (or `gost`), killed on drop.
 pub struct Proxy {
     pub child: Child,
     pub log: PathBuf,
+    /// The program's file name (`gost-proxy` or `gost`), for messages.
+    pub name: String,
     _dir: tempfile::TempDir,
 }
 
@@ -145,10 +351,26 @@ impl Proxy {
         ports: &[u16],
         env: &[(&str, &str)],
     ) -> Proxy {
+        Proxy::start_bin(&bin(), cwd, args, ports, env)
+    }
+
+    /// Starts the reference `gost` (see [`gost_bin`]) with `args`, waiting for `ports`.
+    pub fn start_gost(args: &[&str], ports: &[u16]) -> Proxy {
+        Proxy::start_bin(&gost_bin(), None, args, ports, &[])
+    }
+
+    /// Starts any `program` (ours or the reference `gost`) like [`Proxy::start_in`].
+    pub fn start_bin(
+        program: &std::path::Path,
+        cwd: Option<&std::path::Path>,
+        args: &[&str],
+        ports: &[u16],
+        env: &[(&str, &str)],
+    ) -> Proxy {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("proxy.log");
         let f = std::fs::File::create(&log).unwrap();
-        let mut cmd = Command::new(bin());
+        let mut cmd = Command::new(program);
         if let Some(d) = cwd {
             cmd.current_dir(d);
         }
@@ -163,6 +385,10 @@ impl Proxy {
         let mut p = Proxy {
             child,
             log,
+            name: program
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default(),
             _dir: dir,
         };
         for port in ports {
@@ -179,11 +405,20 @@ impl Proxy {
                 return;
             }
             if let Ok(Some(st)) = self.child.try_wait() {
-                panic!("gost-proxy exited with {st}: {}", self.logs());
+                panic!("{} exited with {st}: {}", self.name, self.logs());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("port {port} not listening after 10s: {}", self.logs());
+        panic!(
+            "{}: port {port} not listening after 10s: {}",
+            self.name,
+            self.logs()
+        );
+    }
+
+    /// The process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The process's stderr so far.
