@@ -441,3 +441,210 @@ async fn udp_through_chains_both_ways() {
         failures.join("\n\n")
     );
 }
+
+/// Waits (≤10 s) until `pid` holds `port` (`tcp` listening or `udp` bound).
+async fn wait_held(pid: u32, proto: &str, port: u16) -> bool {
+    for _ in 0..200 {
+        if port_held_by(pid, proto, port) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// A reverse tunnel: the client asks the node to listen on `R` (`rtcp` or `rudp`) and
+/// carries what arrives there back to a target that only the client may reach (the guard
+/// is the client's PID). The reverse port must be held by the node's process, not the
+/// client's.
+#[allow(clippy::too_many_arguments)]
+async fn reverse_case(
+    client: Imp,
+    node: Imp,
+    kind: &str,
+    connector: &str,
+    dialer: &str,
+    origin: SocketAddr,
+    echo: SocketAddr,
+    slots: (&AtomicU32, &AtomicU32),
+) -> Result<(), String> {
+    let (pn, r) = (free_port(), free_port());
+    let (handler, md) = node_handler_md(connector);
+    let yaml = node_yaml(handler, dialer, pn, md, None);
+    let (n, _dir) = tokio::task::spawn_blocking(move || start_with_config(node, &yaml, &[pn]))
+        .await
+        .unwrap();
+    let target = if kind == "rtcp" { origin } else { echo };
+    let l = format!("{kind}://127.0.0.1:{r}/{target}");
+    let f = format!("{connector}+{dialer}://127.0.0.1:{pn}");
+    let c = tokio::task::spawn_blocking(move || {
+        start_args(client, &["-L".into(), l, "-F".into(), f], &[])
+    })
+    .await
+    .unwrap();
+    slots.0.store(c.pid(), Ordering::SeqCst);
+    slots.1.store(c.pid(), Ordering::SeqCst);
+    let what = format!("{client:?} client → {node:?} node, {kind} over {connector}+{dialer}");
+    let fail = |e: String| {
+        format!(
+            "{what}: {e}\n--- node log:\n{}\n--- client log:\n{}",
+            tail(&n.logs()),
+            tail(&c.logs())
+        )
+    };
+    let proto = if kind == "rtcp" { "tcp" } else { "udp" };
+    if !wait_held(n.pid(), proto, r).await {
+        return Err(fail(format!(
+            "the node does not hold {proto} port {r} after 10 s"
+        )));
+    }
+    if port_held_by(c.pid(), proto, r) {
+        return Err(fail(format!("the client itself holds {proto} port {r}")));
+    }
+    if kind == "rtcp" {
+        let url = format!("http://127.0.0.1:{r}/");
+        let got = tokio::task::spawn_blocking(move || curl(&[&url]))
+            .await
+            .unwrap();
+        if got != (0, ORIGIN_BODY.to_string()) {
+            return Err(fail(format!("curl through the reverse port: {got:?}")));
+        }
+    } else {
+        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        for i in 0..3 {
+            udp_roundtrip(
+                &sock,
+                SocketAddr::from(([127, 0, 0, 1], r)),
+                &format!("{kind}-{i}"),
+            )
+            .await
+            .map_err(fail)?;
+        }
+    }
+    Ok(())
+}
+
+/// rtcp and rudp with GOST on the other end: relay BIND and SOCKS5 BIND (GOST's multiplexed
+/// BIND for TCP, its UDP-over-TCP bind for UDP), over tcp, tls and mws, both ways and the
+/// control.
+#[tokio::test(flavor = "multi_thread")]
+async fn reverse_tunnels_both_ways() {
+    let (origin, os) = guarded_origin().await;
+    let (echo, es) = guarded_udp_echo().await;
+    let mut failures = Vec::new();
+    let mut n = 0;
+    for &(client, node) in DIRECTIONS.iter().chain(&[(Imp::Gost, Imp::Gost)]) {
+        for kind in ["rtcp", "rudp"] {
+            for connector in ["relay", "socks5"] {
+                for dialer in ["tcp", "tls", "mws"] {
+                    n += 1;
+                    if let Err(e) = reverse_case(
+                        client,
+                        node,
+                        kind,
+                        connector,
+                        dialer,
+                        origin,
+                        echo,
+                        (&os, &es),
+                    )
+                    .await
+                    {
+                        failures.push(e);
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {n} reverse-tunnel cases failed:\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
+
+/// Two-hop chains mixing the implementations: the client's chain crosses a first node of
+/// one program into a second node of the other; only the second node resolves the target
+/// and only its process is served by the origin.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_hop_chains_mixing_implementations() {
+    let (origin, slot) = guarded_origin().await;
+    let hops = [
+        (("relay", "tls"), ("socks5", "mws")),
+        (("http", "mtls"), ("relay", "ws")),
+        (("socks5", "tcp"), ("http", "tls")),
+    ];
+    let mut failures = Vec::new();
+    let mut n = 0;
+    for (client, first, second) in [
+        (Imp::Ours, Imp::Gost, Imp::Ours),
+        (Imp::Gost, Imp::Ours, Imp::Gost),
+        (Imp::Ours, Imp::Ours, Imp::Gost),
+        (Imp::Gost, Imp::Gost, Imp::Ours),
+    ] {
+        for ((c1, d1), (c2, d2)) in hops {
+            n += 1;
+            let (p1, p2, pc) = (free_port(), free_port(), free_port());
+            let (h1, md1) = node_handler_md(c1);
+            let (h2, md2) = node_handler_md(c2);
+            // The first node has no hosts mapper: it could not resolve the target itself.
+            let y1 = format!(
+                "services:\n- name: first\n  addr: 127.0.0.1:{p1}\n  handler:\n    type: {h1}\n    metadata: {md1}\n  listener:\n    type: {d1}\n"
+            );
+            let y2 = node_yaml(h2, d2, p2, md2, None);
+            let q1 = if client == Imp::Gost && c1 == "socks5" {
+                "?notls=true"
+            } else {
+                ""
+            };
+            let q2 = if client == Imp::Gost && c2 == "socks5" {
+                "?notls=true"
+            } else {
+                ""
+            };
+            let args = vec![
+                "-L".to_string(),
+                format!("http://127.0.0.1:{pc}"),
+                "-F".into(),
+                format!("{c1}+{d1}://127.0.0.1:{p1}{q1}"),
+                "-F".into(),
+                format!("{c2}+{d2}://127.0.0.1:{p2}{q2}"),
+            ];
+            let (a, b, c) = tokio::task::spawn_blocking(move || {
+                let (a, da) = start_with_config(first, &y1, &[p1]);
+                let (b, db) = start_with_config(second, &y2, &[p2]);
+                let c = start_args(client, &args, &[pc]);
+                ((a, da), (b, db), c)
+            })
+            .await
+            .unwrap();
+            slot.store(b.0.pid(), Ordering::SeqCst);
+            let proxy = format!("http://127.0.0.1:{pc}");
+            let url = format!("http://{SECRET}:{}/", origin.port());
+            let got = tokio::task::spawn_blocking(move || {
+                (
+                    curl(&["-x", &proxy, &url]),
+                    curl(&["-p", "-x", &proxy, &url]),
+                )
+            })
+            .await
+            .unwrap();
+            let want = (0, ORIGIN_BODY.to_string());
+            if got.0 != want || got.1 != want {
+                failures.push(format!(
+                    "{client:?} → {first:?} {c1}+{d1} → {second:?} {c2}+{d2}: {got:?}\n--- first:\n{}\n--- second:\n{}\n--- client:\n{}",
+                    tail(&a.0.logs()),
+                    tail(&b.0.logs()),
+                    tail(&c.logs())
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {n} two-hop chains failed:\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
