@@ -648,3 +648,52 @@ async fn two_hop_chains_mixing_implementations() {
         failures.join("\n\n")
     );
 }
+
+/// The `sni` handler of both programs, with curl as the client: an HTTP request is routed by
+/// its `Host`, a TLS connection by its ClientHello's server name (port 443, the only port a
+/// ClientHello implies), each to a name only the node's hosts mapper resolves.
+#[tokio::test(flavor = "multi_thread")]
+async fn sni_nodes_route_by_host_and_server_name() {
+    let (origin, slot) = guarded_origin().await;
+    let (tls_origin, tls_slot) =
+        guarded_tls_origin(SocketAddr::from(([127, 0, 0, 1], 443)), SECRET).await;
+    assert_eq!(tls_origin.port(), 443);
+    let mut failures = Vec::new();
+    for node in [Imp::Ours, Imp::Gost] {
+        let pn = free_port();
+        let yaml = node_yaml("sni", "tcp", pn, "{}", None);
+        let (n, _dir) = tokio::task::spawn_blocking(move || start_with_config(node, &yaml, &[pn]))
+            .await
+            .unwrap();
+        slot.store(n.pid(), Ordering::SeqCst);
+        tls_slot.store(n.pid(), Ordering::SeqCst);
+        let op = origin.port();
+        let got = tokio::task::spawn_blocking(move || {
+            (
+                curl(&[
+                    "--connect-to",
+                    &format!("{SECRET}:{op}:127.0.0.1:{pn}"),
+                    &format!("http://{SECRET}:{op}/"),
+                ]),
+                curl(&[
+                    "-k",
+                    "--connect-to",
+                    &format!("{SECRET}:443:127.0.0.1:{pn}"),
+                    &format!("https://{SECRET}/"),
+                ]),
+            )
+        })
+        .await
+        .unwrap();
+        let want = (0, ORIGIN_BODY.to_string());
+        if got.0 != want || got.1 != want {
+            failures.push(format!(
+                "{node:?} sni node: HTTP {:?}, TLS {:?}\n{}",
+                got.0,
+                got.1,
+                tail(&n.logs())
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}

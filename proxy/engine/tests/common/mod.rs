@@ -518,3 +518,67 @@ pub fn grep(text: &str, needle: &str) -> Vec<String> {
         .filter(|l| l.contains(needle))
         .collect()
 }
+
+/// Like [`guarded_origin`] behind TLS with a self-signed certificate for `name`, bound to
+/// `bind` (the `sni` handler's TLS targets are port 443).
+pub async fn guarded_tls_origin(
+    bind: SocketAddr,
+    name: &str,
+) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicU32>) {
+    use std::sync::atomic::Ordering;
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let cert = rcgen::CertificateParams::new(vec![name.to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let cfg = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.der().clone()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(cfg));
+    let l = tokio::net::TcpListener::bind(bind)
+        .await
+        .unwrap_or_else(|e| panic!("the guarded TLS origin cannot bind {bind}: {e}"));
+    let addr = l.local_addr().unwrap();
+    let slot = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let allowed = slot.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, peer)) = l.accept().await else {
+                return;
+            };
+            let pid = allowed.load(Ordering::SeqCst);
+            let ok = pid != 0 && tcp_peer_is(pid, peer, addr);
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut t) = acceptor.accept(s).await else {
+                    return;
+                };
+                let (status, body) = if ok {
+                    ("200 OK", ORIGIN_BODY.to_string())
+                } else {
+                    (
+                        "403 Forbidden",
+                        format!("guarded origin: {peer} is not pid {pid}\n"),
+                    )
+                };
+                let mut b = [0u8; 4096];
+                let _ = t.read(&mut b).await;
+                let resp = format!(
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = t.write_all(resp.as_bytes()).await;
+                let _ = t.shutdown().await;
+            });
+        }
+    });
+    (addr, slot)
+}
