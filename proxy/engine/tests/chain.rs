@@ -1,20 +1,24 @@
 //! A chain whose node is a second `gost-proxy`: a host name only the node's hosts mapper can
-//! resolve proves the chain is used; the same request to an `ignoreChain` service fails,
-//! proving that service goes direct. Also: a dead hop yields a clean error, never a hang.
+//! resolve and an origin that serves only the node's process prove the chain is used; the
+//! same request to an `ignoreChain` service fails, proving that service goes direct. Also: a
+//! dead hop yields a clean error, never a hang.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 use common::*;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::SeqCst;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn chain_is_used_and_ignore_chain_is_honoured() {
-    let o = origin().await;
+    let (o, slot) = guarded_origin().await;
     let (pb, pa, pc, p5) = (free_port(), free_port(), free_port(), free_port());
     let lb = format!("socks5://127.0.0.1:{pb}?hosts=secret.kubegost.test:127.0.0.1");
-    let _b = tokio::task::spawn_blocking(move || Proxy::start(&["-L", &lb], &[pb]))
+    let b = tokio::task::spawn_blocking(move || Proxy::start(&["-L", &lb], &[pb]))
         .await
         .unwrap();
+    slot.store(b.pid(), SeqCst);
     let la = format!("http://127.0.0.1:{pa}");
     let lc = format!("http://127.0.0.1:{pc}?ignoreChain=true");
     let l5 = format!("socks5://127.0.0.1:{p5}");
@@ -84,18 +88,28 @@ async fn dead_hop_gives_a_clean_error() {
     assert_eq!(s.0, 97, "{}", s.1);
 }
 
+/// Two hops in two processes: the origin serves only the second node's process, and the
+/// second node is reachable only through a relay that admits the first node's process.
 #[tokio::test(flavor = "multi_thread")]
-async fn two_hop_chain_http_then_socks5() {
-    let o = origin().await;
+async fn two_hop_chain_http_then_socks4() {
+    let (o, slot) = guarded_origin().await;
     let (p1, p2, pa) = (free_port(), free_port(), free_port());
+    let (front, first_only) = guarded_relay(SocketAddr::from(([127, 0, 0, 1], p2))).await;
     let l1 = format!("http://u:p@127.0.0.1:{p1}");
     let l2 = format!("socks4://127.0.0.1:{p2}");
-    let _n = tokio::task::spawn_blocking(move || Proxy::start(&["-L", &l1, "-L", &l2], &[p1, p2]))
-        .await
-        .unwrap();
+    let (n1, n2) = tokio::task::spawn_blocking(move || {
+        (
+            Proxy::start(&["-L", &l1], &[p1]),
+            Proxy::start(&["-L", &l2], &[p2]),
+        )
+    })
+    .await
+    .unwrap();
+    first_only.store(n1.pid(), SeqCst);
+    slot.store(n2.pid(), SeqCst);
     let la = format!("socks5://127.0.0.1:{pa}");
     let f1 = format!("http://u:p@127.0.0.1:{p1}");
-    let f2 = format!("socks4://127.0.0.1:{p2}");
+    let f2 = format!("socks4://{front}");
     let _a = tokio::task::spawn_blocking(move || {
         Proxy::start(&["-L", &la, "-F", &f1, "-F", &f2], &[pa])
     })
@@ -111,12 +125,13 @@ async fn two_hop_chain_http_then_socks5() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn forward_connector_reaches_the_remote_forwarder_target() {
-    let o = origin().await;
+    let (o, slot) = guarded_origin().await;
     let (pb, pa) = (free_port(), free_port());
     let lb = format!("tcp://127.0.0.1:{pb}/{o}");
-    let _b = tokio::task::spawn_blocking(move || Proxy::start(&["-L", &lb], &[pb]))
+    let b = tokio::task::spawn_blocking(move || Proxy::start(&["-L", &lb], &[pb]))
         .await
         .unwrap();
+    slot.store(b.pid(), SeqCst);
     let la = format!("tcp://127.0.0.1:{pa}");
     let f = format!("forward://127.0.0.1:{pb}");
     let _a = tokio::task::spawn_blocking(move || Proxy::start(&["-L", &la, "-F", &f], &[pa]))

@@ -22,8 +22,6 @@ use std::time::Duration;
 
 use tokio::net::UdpSocket;
 
-/// A name only the nodes' `hosts` mapper resolves (to 127.0.0.1).
-const SECRET: &str = "secret.kubegost.test";
 const CONNECTORS: &[&str] = &["http", "socks5", "socks4", "socks4a", "relay", "forward"];
 const DIALERS: &[&str] = &["tcp", "tls", "mtls", "ws", "wss", "mws", "mwss"];
 
@@ -565,8 +563,8 @@ async fn reverse_tunnels_both_ways() {
 }
 
 /// Two-hop chains mixing the implementations: the client's chain crosses a first node of
-/// one program into a second node of the other; only the second node resolves the target
-/// and only its process is served by the origin.
+/// one program into a second node of the other; only the second node resolves the target,
+/// only its process is served by the origin, and only the first node's process may reach it.
 #[tokio::test(flavor = "multi_thread")]
 async fn two_hop_chains_mixing_implementations() {
     let (origin, slot) = guarded_origin().await;
@@ -603,13 +601,16 @@ async fn two_hop_chains_mixing_implementations() {
             } else {
                 ""
             };
+            // The second node is reachable only through a relay that admits the first
+            // node's process: a client that skipped the first hop is cut off there.
+            let (front, first_only) = guarded_relay(SocketAddr::from(([127, 0, 0, 1], p2))).await;
             let args = vec![
                 "-L".to_string(),
                 format!("http://127.0.0.1:{pc}"),
                 "-F".into(),
                 format!("{c1}+{d1}://127.0.0.1:{p1}{q1}"),
                 "-F".into(),
-                format!("{c2}+{d2}://127.0.0.1:{p2}{q2}"),
+                format!("{c2}+{d2}://{front}{q2}"),
             ];
             let (a, b, c) = tokio::task::spawn_blocking(move || {
                 let (a, da) = start_with_config(first, &y1, &[p1]);
@@ -619,6 +620,7 @@ async fn two_hop_chains_mixing_implementations() {
             })
             .await
             .unwrap();
+            first_only.store(a.0.pid(), Ordering::SeqCst);
             slot.store(b.0.pid(), Ordering::SeqCst);
             let proxy = format!("http://127.0.0.1:{pc}");
             let url = format!("http://{SECRET}:{}/", origin.port());

@@ -2,7 +2,8 @@
 //! asks a server `gost-proxy` (relay or SOCKS5 with `bind=true`) to bind UDP port R; datagrams
 //! sent to R come back through the tunnel to the client, which forwards them to a loopback UDP
 //! echo server and returns the echoes to each sender. Also: refused binds are retried, a dead
-//! tunnel is re-bound, and without a chain the port is bound locally.
+//! tunnel is re-bound, and without a chain the port is bound locally. Which process holds the
+//! remote port is read from `/proc`, so a listener that bound locally instead fails.
 //! Every socket is on 127.0.0.1; every wait is bounded.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -127,6 +128,10 @@ async fn rudp_through_relay_over_tcp_and_mtls() {
     let logs = || all_logs(&[&servers, &clients]);
     exchange(r1, logs).await;
     exchange(r2, logs).await;
+    for (i, r) in [r1, r2].into_iter().enumerate() {
+        assert!(port_held_by(servers[i].pid(), "udp", r), "{}", logs());
+        assert!(!port_held_by(clients[i].pid(), "udp", r), "{}", logs());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -145,6 +150,8 @@ async fn rudp_through_socks5_udp_tun_bind() {
     )])
     .await;
     exchange(r, || all_logs(&[&servers, &clients])).await;
+    assert!(port_held_by(servers[0].pid(), "udp", r));
+    assert!(!port_held_by(clients[0].pid(), "udp", r));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -153,6 +160,7 @@ async fn rudp_without_chain_binds_locally() {
     let r = free_port();
     let clients = start(vec![client(r, echo, None)]).await;
     exchange(r, || all_logs(&[&clients])).await;
+    assert!(port_held_by(clients[0].pid(), "udp", r));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -206,6 +214,7 @@ async fn rudp_binds_again_after_the_tunnel_dies() {
     drop(first);
     let second = start(vec![server(url, p)]).await;
     exchange(r, || all_logs(&[&second, &clients])).await;
+    assert!(port_held_by(second[0].pid(), "udp", r));
     assert!(
         !grep(&clients[0].logs(), "tunnel to the remote node ended").is_empty(),
         "{}",

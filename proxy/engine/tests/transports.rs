@@ -3,12 +3,15 @@
 //! `gost-proxy -L http://… -F <connector>+<dialer>://…`, curl through the client to a loopback
 //! origin. Plus multi-hop chains mixing transports (the mux route split), UDP through SOCKS5
 //! and relay, remote forwarding (rtcp) through a relay node, and mutual TLS.
+//! Origins answer only the process that must be the last hop (see `common::guarded_origin`),
+//! and names go through the node's hosts mapper, so a chain that went direct fails.
 //! Every socket is on 127.0.0.1; every wait is bounded (curl --max-time, port waits ≤10 s).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 use common::*;
+use std::sync::atomic::Ordering::SeqCst;
 
 const CONNECTORS: &[&str] = &["http", "socks5", "socks4", "relay"];
 const DIALERS: &[&str] = &["tcp", "tls", "ws", "mws", "mtls", "wss", "mwss"];
@@ -16,9 +19,9 @@ const DIALERS: &[&str] = &["tcp", "tls", "ws", "mws", "mtls", "wss", "mwss"];
 /// Runs one connector × dialer case; returns an error description instead of panicking so a
 /// table run reports every failing pair at once.
 async fn case(connector: &str, dialer: &str) -> Result<(), String> {
-    let o = origin().await;
+    let (o, slot) = guarded_origin().await;
     let (ps, pc) = (free_port(), free_port());
-    let ls = format!("{connector}+{dialer}://127.0.0.1:{ps}");
+    let ls = format!("{connector}+{dialer}://127.0.0.1:{ps}?hosts={SECRET}:127.0.0.1");
     let lc = format!("http://127.0.0.1:{pc}");
     let f = format!("{connector}+{dialer}://127.0.0.1:{ps}");
     let (server, client) = tokio::task::spawn_blocking(move || {
@@ -28,7 +31,13 @@ async fn case(connector: &str, dialer: &str) -> Result<(), String> {
     })
     .await
     .unwrap();
-    let url = format!("http://{o}/");
+    slot.store(server.pid(), SeqCst);
+    // SOCKS4 carries an IPv4 address; the others carry the name only the server resolves.
+    let url = if connector == "socks4" {
+        format!("http://{o}/")
+    } else {
+        format!("http://{SECRET}:{}/", o.port())
+    };
     let proxy = format!("http://127.0.0.1:{pc}");
     let (plain, tunnel) = tokio::task::spawn_blocking(move || {
         (
@@ -110,7 +119,7 @@ async fn curl_async(a: Vec<String>) -> (i32, String) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn chains_mixing_transports_split_at_mux_nodes() {
-    let o = origin().await;
+    let (o, slot) = guarded_origin().await;
     let (pa, pb, pc, q1, q2) = (
         free_port(),
         free_port(),
@@ -118,13 +127,19 @@ async fn chains_mixing_transports_split_at_mux_nodes() {
         free_port(),
         free_port(),
     );
-    let _servers = start(vec![
+    let servers = start(vec![
         (
-            args(&["-L".into(), format!("relay+tls://127.0.0.1:{pa}")]),
+            args(&[
+                "-L".into(),
+                format!("relay+tls://127.0.0.1:{pa}?hosts={SECRET}:127.0.0.1"),
+            ]),
             vec![pa],
         ),
         (
-            args(&["-L".into(), format!("socks5+mws://127.0.0.1:{pb}")]),
+            args(&[
+                "-L".into(),
+                format!("socks5+mws://127.0.0.1:{pb}?hosts={SECRET}:127.0.0.1"),
+            ]),
             vec![pb],
         ),
         (
@@ -162,8 +177,10 @@ async fn chains_mixing_transports_split_at_mux_nodes() {
         ),
     ])
     .await;
-    let url = format!("http://{o}/");
-    for q in [q1, q2] {
+    let url = format!("http://{SECRET}:{}/", o.port());
+    // The last hop of q1 is the SOCKS5 node, of q2 the relay node.
+    for (q, last) in [(q1, servers[1].pid()), (q2, servers[0].pid())] {
+        slot.store(last, SeqCst);
         // Several requests: the second and later reuse the multiplexed sessions.
         for i in 0..3 {
             let r = curl_async(vec![
@@ -255,9 +272,9 @@ async fn socks5_udp(proxy: u16, echo: std::net::SocketAddr, msg: &[u8]) -> Vec<u
 
 #[tokio::test(flavor = "multi_thread")]
 async fn udp_through_socks5_and_relay() {
-    let echo = udp_echo().await;
+    let (echo, slot) = guarded_udp_echo().await;
     let (p, p2, q, u) = (free_port(), free_port(), free_port(), free_port());
-    let _servers = start(vec![
+    let servers = start(vec![
         // A UDP association forwarded into a relay chain is BIND|UDP: needs bind=true.
         (
             args(&["-L".into(), format!("relay://127.0.0.1:{p}?bind=true")]),
@@ -291,7 +308,9 @@ async fn udp_through_socks5_and_relay() {
         ),
     ])
     .await;
+    slot.store(servers[0].pid(), SeqCst);
     assert_eq!(socks5_udp(q, echo, b"via-relay").await, b"echo:via-relay");
+    slot.store(servers[1].pid(), SeqCst);
     let c = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let mut got = None;
     let mut b = [0u8; 2048];
@@ -326,7 +345,7 @@ async fn eventually_origin(port: u16, logs: impl Fn() -> String) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rtcp_through_relay_nodes() {
-    let o = origin().await;
+    let (o, slot) = guarded_origin().await;
     let (p, p2, r1, r2) = (free_port(), free_port(), free_port(), free_port());
     let servers = start(vec![
         (
@@ -371,8 +390,14 @@ async fn rtcp_through_relay_nodes() {
             .collect::<Vec<_>>()
             .join("\n")
     };
-    eventually_origin(r1, logs).await;
+    // The rtcp client dials the target itself; the reverse ports are the nodes'.
+    slot.store(clients[1].pid(), SeqCst);
     eventually_origin(r2, logs).await;
+    assert!(port_held_by(servers[1].pid(), "tcp", r2), "{}", logs());
+    slot.store(clients[0].pid(), SeqCst);
+    eventually_origin(r1, logs).await;
+    assert!(port_held_by(servers[0].pid(), "tcp", r1), "{}", logs());
+    assert!(!port_held_by(clients[0].pid(), "tcp", r1));
     // Several connections over the same reverse session.
     for _ in 0..3 {
         let r = curl_async(vec![format!("http://127.0.0.1:{r1}/")]).await;
@@ -433,12 +458,12 @@ fn write_pki(dir: &std::path::Path) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mutual_tls_requires_a_client_certificate() {
-    let o = origin().await;
+    let (o, slot) = guarded_origin().await;
     let dir = tempfile::tempdir().unwrap();
     write_pki(dir.path());
     let f = |n: &str| dir.path().join(n).display().to_string();
     let (p, good, nocert, insecure) = (free_port(), free_port(), free_port(), free_port());
-    let _s = start(vec![(
+    let s = start(vec![(
         args(&[
             "-L".into(),
             format!(
@@ -451,6 +476,7 @@ async fn mutual_tls_requires_a_client_certificate() {
         vec![p],
     )])
     .await;
+    slot.store(s[0].pid(), SeqCst);
     let _c = start(vec![
         (
             args(&[
@@ -516,7 +542,7 @@ async fn mutual_tls_requires_a_client_certificate() {
 /// config require client certificates (GOST v3.2.6).
 #[tokio::test(flavor = "multi_thread")]
 async fn global_tls_defaults_come_from_the_working_directory() {
-    let o = origin().await;
+    let (o, slot) = guarded_origin().await;
     let pki = tempfile::tempdir().unwrap();
     write_pki(pki.path());
     let f = |n: &str| pki.path().join(n).display().to_string();
@@ -528,7 +554,7 @@ async fn global_tls_defaults_come_from_the_working_directory() {
     std::fs::copy(pki.path().join("ca.pem"), mutual.path().join("ca.pem")).unwrap();
     let (p1, p2) = (free_port(), free_port());
     let (d1, d2) = (plain.path().to_path_buf(), mutual.path().to_path_buf());
-    let _servers = tokio::task::spawn_blocking(move || {
+    let servers = tokio::task::spawn_blocking(move || {
         let l1 = format!("relay+tls://127.0.0.1:{p1}");
         let l2 = format!("relay+tls://127.0.0.1:{p2}");
         (
@@ -572,10 +598,14 @@ async fn global_tls_defaults_come_from_the_working_directory() {
     ])
     .await;
     let url = format!("http://{o}/");
+    let (s1, s2) = (servers.0.pid(), servers.1.pid());
     let (a, b, c) = tokio::task::spawn_blocking(move || {
         let x = |p: u16| format!("http://127.0.0.1:{p}");
+        slot.store(s1, SeqCst);
+        let a = curl(&["-x", &x(c1), &url]);
+        slot.store(s2, SeqCst);
         (
-            curl(&["-x", &x(c1), &url]),
+            a,
             curl(&["-x", &x(c2), &url]),
             curl_status(&["-x", &x(c3), &url]),
         )
@@ -588,7 +618,7 @@ async fn global_tls_defaults_come_from_the_working_directory() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rtcp_through_socks5_mbind() {
-    let o = origin().await;
+    let (o, slot) = guarded_origin().await;
     let (p, r) = (free_port(), free_port());
     let s = start(vec![(
         args(&["-L".into(), format!("socks5+mws://127.0.0.1:{p}?bind=true")]),
@@ -605,7 +635,12 @@ async fn rtcp_through_socks5_mbind() {
         vec![],
     )])
     .await;
+    slot.store(c[0].pid(), SeqCst);
     eventually_origin(r, || format!("{}\n{}", s[0].logs(), c[0].logs())).await;
+    assert!(
+        port_held_by(s[0].pid(), "tcp", r),
+        "the node holds the reverse port"
+    );
     for _ in 0..3 {
         let got = curl_async(vec![format!("http://127.0.0.1:{r}/")]).await;
         assert_eq!(got, (0, ORIGIN_BODY.to_string()));
@@ -616,13 +651,14 @@ async fn rtcp_through_socks5_mbind() {
 #[tokio::test(flavor = "multi_thread")]
 async fn socks5_server_accepts_gost_tls_method() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let o = origin().await;
+    let (o, slot) = guarded_origin().await;
     let p = free_port();
-    let _s = start(vec![(
+    let s = start(vec![(
         args(&["-L".into(), format!("socks5://127.0.0.1:{p}")]),
         vec![p],
     )])
     .await;
+    slot.store(s[0].pid(), SeqCst);
     let mut c = tokio::net::TcpStream::connect(("127.0.0.1", p))
         .await
         .unwrap();
@@ -663,9 +699,9 @@ async fn socks5_server_accepts_gost_tls_method() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sni_handler_routes_http_by_host() {
-    let o = origin().await;
+    let (o, slot) = guarded_origin().await;
     let p = free_port();
-    let _s = start(vec![(
+    let s = start(vec![(
         args(&[
             "-L".into(),
             format!("sni://127.0.0.1:{p}?hosts=origin.kubegost.test:127.0.0.1"),
@@ -673,6 +709,7 @@ async fn sni_handler_routes_http_by_host() {
         vec![p],
     )])
     .await;
+    slot.store(s[0].pid(), SeqCst);
     let got = curl_async(vec![
         "-H".into(),
         format!("Host: origin.kubegost.test:{}", o.port()),

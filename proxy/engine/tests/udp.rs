@@ -10,19 +10,52 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
-async fn roundtrip(sock: &UdpSocket, to: &str, msg: &[u8]) -> Vec<u8> {
-    sock.send_to(msg, to).await.unwrap();
-    let mut b = [0u8; 2048];
-    let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut b))
-        .await
-        .expect("udp reply")
-        .unwrap();
-    b[..n].to_vec()
+/// A UDP echo that tags each reply with the source port it came from (`echo:MSG@PORT`), and
+/// answers a `twice-…` datagram with two replies.
+async fn tagging_echo() -> std::net::SocketAddr {
+    let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = s.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut b = [0u8; 2048];
+        loop {
+            let Ok((n, from)) = s.recv_from(&mut b).await else {
+                return;
+            };
+            let msg = String::from_utf8_lossy(&b[..n]).to_string();
+            let r = format!("echo:{msg}@{}", from.port());
+            let times = if msg.starts_with("twice") { 2 } else { 1 };
+            for _ in 0..times {
+                let _ = s.send_to(r.as_bytes(), from).await;
+            }
+        }
+    });
+    addr
 }
 
+/// Every reply to `msg` that arrives within 1 s: (payload, upstream source port).
+async fn replies(sock: &UdpSocket, to: &str, msg: &str) -> Vec<(String, u16)> {
+    sock.send_to(msg.as_bytes(), to).await.unwrap();
+    let mut out = Vec::new();
+    let mut b = [0u8; 2048];
+    for _ in 0..4 {
+        let Ok(Ok((n, _))) =
+            tokio::time::timeout(Duration::from_secs(1), sock.recv_from(&mut b)).await
+        else {
+            break;
+        };
+        let r = String::from_utf8_lossy(&b[..n]).to_string();
+        let (body, port) = r.rsplit_once('@').expect("tagged reply");
+        out.push((body.to_string(), port.parse().unwrap()));
+    }
+    out
+}
+
+/// Without keepalive a UDP forwarding session is one request, one response: a second reply
+/// is dropped and the next request opens a new upstream socket. With keepalive the session
+/// stays: both replies arrive and every request leaves from the same upstream socket.
 #[tokio::test(flavor = "multi_thread")]
 async fn udp_forwarding_with_and_without_keepalive() {
-    let echo = udp_echo().await;
+    let echo = tagging_echo().await;
     let (p1, p2) = (free_port(), free_port());
     let l1 = format!("udp://127.0.0.1:{p1}/{echo}");
     let l2 = format!("udp://127.0.0.1:{p2}/{echo}?keepalive=true&ttl=5s");
@@ -34,21 +67,41 @@ async fn udp_forwarding_with_and_without_keepalive() {
     .await
     .unwrap();
     wait_ready(hp).await;
+    let (one, ka) = (format!("127.0.0.1:{p1}"), format!("127.0.0.1:{p2}"));
+
     let c = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let first = replies(&c, &one, "twice-1").await;
     assert_eq!(
-        roundtrip(&c, &format!("127.0.0.1:{p1}"), b"one").await,
-        b"echo:one"
+        first.len(),
+        1,
+        "no keepalive: one response only, got {first:?}"
     );
-    // Without keepalive each request is its own session: a second one works too.
+    assert_eq!(first[0].0, "echo:twice-1");
+    let second = replies(&c, &one, "twice-2").await;
     assert_eq!(
-        roundtrip(&c, &format!("127.0.0.1:{p1}"), b"two").await,
-        b"echo:two"
+        second.len(),
+        1,
+        "no keepalive: one response only, got {second:?}"
+    );
+    assert_ne!(
+        first[0].1, second[0].1,
+        "no keepalive: each request is a new session with its own upstream socket"
+    );
+
+    let k = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let both = replies(&k, &ka, "twice-ka").await;
+    assert_eq!(
+        both.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),
+        ["echo:twice-ka", "echo:twice-ka"],
+        "keepalive: the session outlives the first reply"
     );
     for i in 0..5 {
         let m = format!("ka-{i}");
+        let r = replies(&k, &ka, &m).await;
         assert_eq!(
-            roundtrip(&c, &format!("127.0.0.1:{p2}"), m.as_bytes()).await,
-            format!("echo:{m}").as_bytes()
+            r,
+            [(format!("echo:{m}"), both[0].1)],
+            "keepalive: same upstream socket"
         );
     }
 }
@@ -103,23 +156,26 @@ fn socks_udp(dst: std::net::SocketAddr, data: &[u8]) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn socks5_udp_associate_and_udp_through_a_chain() {
-    let echo = udp_echo().await;
+    // The echo answers only the process registered for each case: A itself for its direct
+    // service, the node B for the chained one.
+    let (echo, slot) = guarded_udp_echo().await;
     let (pb, pa, pn) = (free_port(), free_port(), free_port());
     // B: the chain node, a SOCKS5 server accepting GOST's UDP-over-TCP.
     let lb = format!("socks5://127.0.0.1:{pb}?udp=true");
-    let _b = tokio::task::spawn_blocking(move || Proxy::start(&["-L", &lb], &[pb]))
+    let b = tokio::task::spawn_blocking(move || Proxy::start(&["-L", &lb], &[pb]))
         .await
         .unwrap();
     // A: SOCKS5 with UDP, chained through B. N: SOCKS5 with UDP, no chain.
     let la = format!("socks5://127.0.0.1:{pa}?udp=true");
     let ln = format!("socks5://127.0.0.1:{pn}?udp=true&ignoreChain=true");
     let f = format!("socks5://127.0.0.1:{pb}");
-    let _a = tokio::task::spawn_blocking(move || {
+    let a = tokio::task::spawn_blocking(move || {
         Proxy::start(&["-L", &la, "-L", &ln, "-F", &f], &[pa, pn])
     })
     .await
     .unwrap();
-    for (port, what) in [(pn, "direct"), (pa, "through chain")] {
+    for (port, what, pid) in [(pn, "direct", a.pid()), (pa, "through chain", b.pid())] {
+        slot.store(pid, std::sync::atomic::Ordering::SeqCst);
         let (_ctl, relay) = socks5_associate(port).await;
         let u = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         for i in 0..3 {

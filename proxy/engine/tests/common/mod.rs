@@ -582,3 +582,37 @@ pub async fn guarded_tls_origin(
     });
     (addr, slot)
 }
+
+/// A name only the test nodes' hosts mapper resolves (to 127.0.0.1): a client that goes
+/// direct cannot reach it.
+pub const SECRET: &str = "secret.kubegost.test";
+
+/// A TCP relay on 127.0.0.1 in front of `to` that carries only connections opened by the
+/// process in the returned PID slot and closes any other at once: put it in front of a
+/// chain's second node, with the first node's PID, to prove the first hop was taken.
+pub async fn guarded_relay(
+    to: SocketAddr,
+) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicU32>) {
+    use std::sync::atomic::Ordering;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let slot = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let allowed = slot.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, peer)) = l.accept().await else {
+                return;
+            };
+            let pid = allowed.load(Ordering::SeqCst);
+            if pid == 0 || !tcp_peer_is(pid, peer, addr) {
+                continue;
+            }
+            tokio::spawn(async move {
+                if let Ok(mut u) = tokio::net::TcpStream::connect(to).await {
+                    let _ = tokio::io::copy_bidirectional(&mut s, &mut u).await;
+                }
+            });
+        }
+    });
+    (addr, slot)
+}
