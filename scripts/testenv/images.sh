@@ -10,12 +10,19 @@
 # stage runs), then the final stage's COPY/ENV/USER/EXPOSE/ENTRYPOINT read by mkoci.py.
 # Without NAMEs: pause, origin, and proxy/operator if the workspace has that
 # binary target; a Rust binary that fails to build is then skipped with a
-# warning. A NAME given explicitly that cannot be built is an error.
+# warning, unless KUBEGOST_TESTENV_REQUIRED=1 (CI), where it is an error. A NAME
+# given explicitly that cannot be built is always an error.
 # Tag = content hash, so a stale image is never reused silently.
 # Writes $IMAGES_DIR/NAME.ref ("REF TARBALL") per image.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 mkdir -p "$IMAGES_DIR"
+# KUBEGOST_TESTENV_REQUIRED as the cluster tests read it: anything but empty/0/false/no.
+required() {
+  local v=${KUBEGOST_TESTENV_REQUIRED:-}
+  v=${v,,}
+  [[ -n $v && $v != 0 && $v != false && $v != no ]]
+}
 explicit=1
 names=("$@")
 if ((${#names[@]} == 0)); then
@@ -88,7 +95,7 @@ for n in "${names[@]}"; do
       fi
       if dockerfile_image "$n" "gost-$n"; then
         :
-      elif ((explicit)); then
+      elif ((explicit)) || required; then
         log "ERROR: static build of gost-$n (package $pkg) failed"; failed=1
       else
         log "WARNING: static build of gost-$n (package $pkg) failed; image skipped"

@@ -55,6 +55,12 @@ pub enum Decision {
     Fail(String),
 }
 
+/// Whether `KUBEGOST_TESTENV_REQUIRED` is set (anything but empty, `0`, `false`, `no`):
+/// then a cluster test that cannot run fails instead of skipping.
+pub fn required() -> bool {
+    flag_set(std::env::var(ENV_REQUIRED).ok().as_deref())
+}
+
 fn flag_set(v: Option<&str>) -> bool {
     match v.map(str::trim) {
         None | Some("") | Some("0") => false,
