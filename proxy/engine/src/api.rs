@@ -148,6 +148,18 @@ pub const KINDS: &[(&str, &str)] = &[
     ("hosts", "hosts"),
 ];
 
+/// Kinds GOST's API serves that gost-proxy does not implement: URL segment → singular.
+pub const UNSUPPORTED_KINDS: &[(&str, &str)] = &[
+    ("limiters", "limiter"),
+    ("climiters", "climiter"),
+    ("rlimiters", "rlimiter"),
+    ("ingresses", "ingress"),
+    ("routers", "router"),
+    ("observers", "observer"),
+    ("recorders", "recorder"),
+    ("sds", "sd"),
+];
+
 /// The state every route handler gets.
 #[derive(Clone)]
 struct St {

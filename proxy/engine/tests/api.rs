@@ -60,9 +60,31 @@ async fn every_documented_route_is_served() {
         .body(axum::body::Body::empty())
         .unwrap();
     assert_eq!(
+        app.clone().oneshot(req).await.unwrap().status().as_u16(),
+        200,
+        "kinds GOST serves and gost-proxy does not implement list as empty"
+    );
+    let req = axum::http::Request::builder()
+        .method("POST")
+        .uri("/api/config/limiters")
+        .body(axum::body::Body::from(r#"{"name":"l"}"#))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 400, "writes to them are refused");
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 16)
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["code"], 40001);
+    assert!(v["msg"].as_str().unwrap().contains("limiters"), "{v}");
+    let req = axum::http::Request::builder()
+        .uri("/api/config/bogus")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    assert_eq!(
         app.oneshot(req).await.unwrap().status().as_u16(),
         404,
-        "unsupported kinds are not routed"
+        "kinds GOST does not have are not routed"
     );
 }
 
@@ -118,8 +140,8 @@ async fn crud_changes_what_the_proxy_serves() {
         let (code, body) = call("POST", &format!("{base}/config/services"), Some(r#"{"name":"x","addr":"127.0.0.1:1","handler":{"type":"nope"}}"#));
         assert_eq!(code, "500");
         assert!(body.starts_with(r#"{"code":40003,"msg":"create service x failed: "#) && body.contains("nope"), "{body}");
-        // Unknown names: GET 200 {}, PUT/DELETE 400 40004.
-        assert_eq!(call("GET", &format!("{base}/config/services/ghost"), None), ("200".into(), "{}".into()));
+        // Unknown names: GET 200 {"data":null} (as GOST v3.2.6), PUT/DELETE 400 40004.
+        assert_eq!(call("GET", &format!("{base}/config/services/ghost"), None), ("200".into(), r#"{"data":null}"#.into()));
         assert_eq!(call("PUT", &format!("{base}/config/services/ghost"), Some("{}")), ("400".into(), r#"{"code":40004,"msg":"service ghost not found"}"#.into()));
         assert_eq!(call("DELETE", &format!("{base}/config/chains/ghost"), None), ("400".into(), r#"{"code":40004,"msg":"chain ghost not found"}"#.into()));
         // Update: the new credentials apply, the old ones stop working.

@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::{St, KINDS};
+use super::{St, KINDS, UNSUPPORTED_KINDS};
 use crate::engine::Engine;
 
 pub(super) fn envelope(status: StatusCode, body: Value) -> Response {
@@ -43,6 +43,88 @@ fn gone() -> Response {
 
 fn singular(kind: &str) -> Option<&'static str> {
     KINDS.iter().find(|(k, _)| *k == kind).map(|(_, s)| *s)
+}
+
+/// A kind GOST's API serves that gost-proxy does not implement: reads answer as for an empty
+/// list, writes get a 400 envelope naming the kind (GOST's own clients, gost-ui among them,
+/// load these cards on every page).
+fn unsupported(kind: &str) -> Option<Response> {
+    let one = UNSUPPORTED_KINDS.iter().find(|(k, _)| *k == kind)?.1;
+    let supported: Vec<&str> = KINDS.iter().map(|(k, _)| *k).collect();
+    Some(err(
+        StatusCode::BAD_REQUEST,
+        40001,
+        format!(
+            "{one} objects ({kind}) are not supported by gost-proxy; supported: {}",
+            supported.join(", ")
+        ),
+    ))
+}
+
+fn is_unsupported(kind: &str) -> bool {
+    UNSUPPORTED_KINDS.iter().any(|(k, _)| *k == kind)
+}
+
+/// The field name of serde's "unknown field `x`, expected …" message.
+fn unknown_field(msg: &str) -> Option<&str> {
+    let rest = msg.strip_prefix("unknown field `")?;
+    rest.split_once('`').map(|(f, _)| f)
+}
+
+/// Removes `field` from the object at `path` in `v` (or at `path` minus its last segment
+/// when that segment is the field itself); whether something was removed.
+fn remove_at(v: &mut Value, path: &serde_path_to_error::Path, field: &str) -> bool {
+    let segs: Vec<&serde_path_to_error::Segment> = path.iter().collect();
+    for n in [segs.len(), segs.len().saturating_sub(1)] {
+        if let Some(obj) = navigate(v, &segs[..n]).and_then(Value::as_object_mut) {
+            if obj.remove(field).is_some() {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+fn navigate<'a>(
+    mut cur: &'a mut Value,
+    segs: &[&serde_path_to_error::Segment],
+) -> Option<&'a mut Value> {
+    use serde_path_to_error::Segment;
+    for s in segs {
+        cur = match s {
+            Segment::Seq { index } => cur.get_mut(*index)?,
+            Segment::Map { key } => cur.get_mut(key.as_str())?,
+            _ => return None,
+        };
+    }
+    Some(cur)
+}
+
+/// Decodes a config as GOST's API does: fields it does not know are dropped (gost-ui posts
+/// back its own bookkeeping fields `_id_`, `_key_`, `_type_` with every record) and returned
+/// for the log; any other error is returned with its path.
+fn decode_lenient(mut v: Value) -> Result<(Config, Vec<String>), String> {
+    let mut ignored = Vec::new();
+    for _ in 0..1024 {
+        let e = match serde_path_to_error::deserialize::<_, Config>(&v) {
+            Ok(c) => return Ok((c, ignored)),
+            Err(e) => e,
+        };
+        let path = e.path().clone();
+        let msg = e.into_inner().to_string();
+        match unknown_field(&msg) {
+            Some(f) if remove_at(&mut v, &path, f) => {
+                let at = path.to_string();
+                ignored.push(if at == "." || at.ends_with(f) {
+                    at
+                } else {
+                    format!("{at}.{f}")
+                });
+            }
+            _ => return Err(format!("{path}: {msg}")),
+        }
+    }
+    Err("too many unknown fields".into())
 }
 
 fn not_found() -> Response {
@@ -158,6 +240,9 @@ pub(super) async fn reload(State(st): State<St>) -> Response {
 }
 
 pub(super) async fn list(State(st): State<St>, Path(kind): Path<String>) -> Response {
+    if is_unsupported(&kind) {
+        return envelope(StatusCode::OK, json!({"data": {"count": 0, "list": []}}));
+    }
     if singular(&kind).is_none() {
         return not_found();
     }
@@ -177,6 +262,9 @@ pub(super) async fn get_one(
     State(st): State<St>,
     Path((kind, name)): Path<(String, String)>,
 ) -> Response {
+    if is_unsupported(&kind) {
+        return envelope(StatusCode::OK, json!({"data": null}));
+    }
     if singular(&kind).is_none() {
         return not_found();
     }
@@ -194,7 +282,8 @@ pub(super) async fn get_one(
         .cloned();
     match found {
         Some(o) => envelope(StatusCode::OK, json!({"data": o})),
-        None => envelope(StatusCode::OK, json!({})),
+        // GOST v3.2.6 answers an unknown name with `200 {"data":null}`.
+        None => envelope(StatusCode::OK, json!({"data": null})),
     }
 }
 
@@ -219,6 +308,9 @@ async fn mutate(
     body: Option<Bytes>,
     op: Op,
 ) -> Response {
+    if let Some(r) = unsupported(kind) {
+        return r;
+    }
     let Some(one) = singular(kind) else {
         return not_found();
     };
@@ -297,8 +389,13 @@ async fn mutate(
             "delete"
         }
     };
-    let new: Config = match serde_json::from_value(v) {
-        Ok(c) => c,
+    let new: Config = match decode_lenient(v) {
+        Ok((c, ignored)) => {
+            if !ignored.is_empty() {
+                tracing::warn!(kind = "api", object = %format!("{one} {name}"), fields = %ignored.join(", "), "unknown fields in the request body ignored");
+            }
+            c
+        }
         Err(x) => {
             return err(
                 StatusCode::INTERNAL_SERVER_ERROR,
