@@ -12,7 +12,7 @@ go_env
 log "building coredns $COREDNS_VERSION (cold)"
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT; cd "$work"
 go mod init kubegost.test/coredns-tools >/dev/null 2>&1
-nice -n 10 go get "github.com/coredns/coredns@$COREDNS_VERSION" >&2
+net_retry nice -n 10 go get "github.com/coredns/coredns@$COREDNS_VERSION" >&2
 rm -rf "$DEST.tmp"; mkdir -p "$DEST.tmp/bin"
 nice -n 10 go build -trimpath -ldflags "-s -w" -o "$DEST.tmp/bin/coredns" github.com/coredns/coredns >&2
 "$DEST.tmp/bin/coredns" -version >&2

@@ -13,7 +13,7 @@ go_env
 log "building etcd $ETCD_VERSION (cold)"
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT; cd "$work"
 go mod init kubegost.test/etcd-tools >/dev/null 2>&1
-nice -n 10 go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >&2
+net_retry nice -n 10 go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >&2
 rm -rf "$DEST.tmp"; mkdir -p "$DEST.tmp/bin"
 nice -n 10 go build -trimpath -ldflags "-s -w" -o "$DEST.tmp/bin/etcd" go.etcd.io/etcd/server/v3 >&2
 "$DEST.tmp/bin/etcd" --version >&2

@@ -12,7 +12,7 @@ log "building helm $HELM_VERSION (cold)"
 major=$(cut -d. -f1 <<<"$HELM_VERSION")
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT; cd "$work"
 go mod init kubegost.test/helm-tools >/dev/null 2>&1
-nice -n 10 go get "helm.sh/helm/$major/cmd/helm@$HELM_VERSION" >&2
+net_retry nice -n 10 go get "helm.sh/helm/$major/cmd/helm@$HELM_VERSION" >&2
 rm -rf "$DEST.tmp"; mkdir -p "$DEST.tmp/bin"
 nice -n 10 go build -trimpath \
   -ldflags "-s -w -X helm.sh/helm/$major/internal/version.version=$HELM_VERSION" \

@@ -22,5 +22,5 @@ if [[ ! -e $policy ]]; then
   printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod +x "$policy"; created_policy=1
 fi
 trap '[[ $created_policy == 1 ]] && rm -f "$policy"' EXIT
-apt-get update -qq </dev/null
-apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null >&2
+net_retry apt-get -o Acquire::Retries=3 update -qq </dev/null
+net_retry apt-get -o Acquire::Retries=3 install -y -qq --no-install-recommends "${missing[@]}" </dev/null >&2

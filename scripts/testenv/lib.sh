@@ -42,6 +42,24 @@ cache_lock() {
   fi
 }
 
+# net_retry CMD...: runs a command that fetches from a package registry, up to 4 attempts
+# 5, 15 and 45 s apart: one DNS or connection hiccup must not fail a cold run (a failed
+# attempt inside the `until` does not fire the ERR trap; the last one's status is returned).
+net_retry() {
+  local n=1 delay=5 rc
+  while true; do
+    "$@" && return 0
+    rc=$?
+    if ((n >= 4)); then
+      log "giving up after $n attempts (exit $rc): $*"
+      return "$rc"
+    fi
+    log "attempt $n failed (exit $rc): $*; retrying in ${delay}s"
+    sleep "$delay"
+    n=$((n + 1)) delay=$((delay * 3))
+  done
+}
+
 # Go environment for building published Go modules into the cache.
 go_env() {
   command -v go >/dev/null || die "go not found in PATH"
