@@ -19,9 +19,8 @@ minor=$(cut -d. -f2 <<<"$K8S_VERSION")
 stage=v0.${K8S_VERSION#v1.}
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT; cd "$work"
 go mod init kubegost.test/k8s-tools >/dev/null 2>&1
-# each attempt rewrites the file (a failed one prints an error object)
-net_retry sh -c 'go mod download -json "$1" >"$2"' _ "k8s.io/kubernetes@$K8S_VERSION" "$work/kmod.json"
-kmod=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])' <"$work/kmod.json")
+kmod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
 sed -nE 's#^[[:space:]]*(k8s\.io/[a-z0-9.-]+) => \./staging/src/k8s\.io/[a-z0-9.-]+[[:space:]]*$#\1#p' "$kmod" |
   sort -u | while read -r m; do go mod edit -replace="$m=$m@$stage"; done
 # keep the main module's go line at kubernetes' so godebug defaults match upstream
@@ -29,7 +28,7 @@ gov=$(sed -nE 's/^go ([0-9.]+)$/\1/p' "$kmod" | head -1)
 [[ -n $gov ]] && go mod edit -go="$gov"
 cmds=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
 pkgs=(); for c in "${cmds[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
-net_retry nice -n 10 go get "${pkgs[@]/%/@$K8S_VERSION}" >&2
+nice -n 10 go get "${pkgs[@]/%/@$K8S_VERSION}" >&2
 when=$(go list -m -json "k8s.io/kubernetes" |
   python3 -c 'import json,sys; print(json.load(sys.stdin).get("Time","1970-01-01T00:00:00Z"))')
 X=""
