@@ -119,9 +119,11 @@ fn effective_config_matches_gost() {
     assert!(diffs.is_empty(), "{}", diffs.join("\n"));
 }
 
-/// A fixture with its listen addresses (services, api, metrics) moved to free ports:
-/// (text, [(service name, handler type, has chain, address, udp)]).
-fn relocate(text: &str, f: &Path) -> (String, Vec<(String, String, bool, String, bool)>) {
+/// A service of a relocated fixture: name, handler type, has a chain, address, UDP listener.
+type ServiceAt = (String, String, bool, String, bool);
+
+/// A fixture with its listen addresses (services, api, metrics) moved to free ports.
+fn relocate(text: &str, f: &Path) -> (String, Vec<ServiceAt>) {
     let fmt = if f.extension().is_some_and(|e| e == "json") {
         gost_config::Format::Json
     } else {
