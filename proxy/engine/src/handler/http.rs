@@ -338,10 +338,15 @@ impl HttpHandler {
 
     async fn forward(&self, conn: BoxStream, ctx: ConnCtx) -> Result<(), HandlerError> {
         let this = self.clone();
+        // The first target that could not be reached: the connection then ends as a handler
+        // error (GOST's `gost_service_handler_errors_total`), after every answer was sent.
+        let failed: Arc<parking_lot::Mutex<Option<DialError>>> = Arc::default();
+        let seen = failed.clone();
         let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
             let this = this.clone();
             let ctx = ctx.clone();
-            async move { Ok::<_, Infallible>(this.forward_one(req, &ctx).await) }
+            let seen = seen.clone();
+            async move { Ok::<_, Infallible>(this.forward_one(req, &ctx, &seen).await) }
         });
         let r = hyper::server::conn::http1::Builder::new()
             .preserve_header_case(true)
@@ -349,7 +354,12 @@ impl HttpHandler {
             .serve_connection(TokioIo::new(conn), svc)
             .with_upgrades()
             .await;
-        r.map_err(|e| HandlerError::Protocol(format!("http: {e}")))
+        r.map_err(|e| HandlerError::Protocol(format!("http: {e}")))?;
+        let first = failed.lock().take();
+        match first {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
     }
 
     fn response(
@@ -378,7 +388,12 @@ impl HttpHandler {
         .unwrap_or_else(|_| Response::new(Empty::new().map_err(|e: Infallible| match e {}).boxed()))
     }
 
-    async fn forward_one(&self, mut req: Request<Incoming>, ctx: &ConnCtx) -> Response<Body> {
+    async fn forward_one(
+        &self,
+        mut req: Request<Incoming>,
+        ctx: &ConnCtx,
+        failed: &parking_lot::Mutex<Option<DialError>>,
+    ) -> Response<Body> {
         let hdr = |name: &str| {
             req.headers()
                 .get(name)
@@ -425,7 +440,9 @@ impl HttpHandler {
             return self.response(StatusCode::FORBIDDEN, false, vec![]);
         }
         if req.method() == hyper::Method::CONNECT {
-            return self.connect_upgrade(req, ctx, &client_id, target).await;
+            return self
+                .connect_upgrade(req, ctx, &client_id, target, failed)
+                .await;
         }
         for h in [
             "Proxy-Authorization",
@@ -462,6 +479,7 @@ impl HttpHandler {
             }
             Err(e) => {
                 tracing::warn!(sid = %ctx.sid, dst = %target, error = %e, "http forward dial");
+                failed.lock().get_or_insert(e);
                 return self.response(StatusCode::SERVICE_UNAVAILABLE, false, vec![]);
             }
         };
@@ -493,6 +511,7 @@ impl HttpHandler {
         ctx: &ConnCtx,
         client_id: &str,
         target: String,
+        failed: &parking_lot::Mutex<Option<DialError>>,
     ) -> Response<Body> {
         let up = match self
             .o
@@ -505,7 +524,13 @@ impl HttpHandler {
             .await
         {
             Ok(Outbound::Stream(s)) => s,
-            _ => return self.response(StatusCode::SERVICE_UNAVAILABLE, false, vec![]),
+            Ok(Outbound::Packet(_)) => {
+                return self.response(StatusCode::SERVICE_UNAVAILABLE, false, vec![])
+            }
+            Err(e) => {
+                failed.lock().get_or_insert(e);
+                return self.response(StatusCode::SERVICE_UNAVAILABLE, false, vec![]);
+            }
         };
         let idle = self.common.idle_timeout;
         tokio::spawn(async move {
