@@ -45,53 +45,10 @@ pub async fn origin() -> SocketAddr {
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((mut s, _)) = l.accept().await else {
+            let Ok((s, _)) = l.accept().await else {
                 return;
             };
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut tmp = [0u8; 4096];
-                loop {
-                    let n = match s.read(&mut tmp).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => n,
-                    };
-                    buf.extend_from_slice(&tmp[..n]);
-                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&buf[..end]).to_string();
-                        buf.drain(..end + 4);
-                        let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
-                        if path.ends_with("/slow") {
-                            let chunk = vec![b'x'; 64 * 1024];
-                            let _ = s
-                                .write_all(
-                                    format!(
-                                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
-                                        16 * chunk.len()
-                                    )
-                                    .as_bytes(),
-                                )
-                                .await;
-                            for _ in 0..16 {
-                                if s.write_all(&chunk).await.is_err() {
-                                    return;
-                                }
-                                tokio::time::sleep(Duration::from_millis(150)).await;
-                            }
-                            continue;
-                        }
-                        let body = if path.ends_with("/big") {
-                            "y".repeat(4 << 20)
-                        } else {
-                            ORIGIN_BODY.to_string()
-                        };
-                        let resp = format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{}", body.len(), body);
-                        if s.write_all(resp.as_bytes()).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
+            tokio::spawn(serve_heads(s, None));
         }
     });
     addr
@@ -243,7 +200,8 @@ pub fn port_held_by(pid: u32, proto: &str, port: u16) -> bool {
     })
 }
 
-/// Writes `ORIGIN_BODY` (or `403` with `deny`) for every request head on `s`.
+/// Answers every request head on `s` as [`origin`] does (`/slow`, `/big`, else
+/// [`ORIGIN_BODY`]), or with `403` and `deny` as the body when given.
 async fn serve_heads(mut s: tokio::net::TcpStream, deny: Option<String>) {
     let mut buf = Vec::new();
     let mut tmp = [0u8; 4096];
@@ -254,9 +212,29 @@ async fn serve_heads(mut s: tokio::net::TcpStream, deny: Option<String>) {
         };
         buf.extend_from_slice(&tmp[..n]);
         while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_string();
             buf.drain(..end + 4);
+            let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+            if deny.is_none() && path.ends_with("/slow") {
+                let chunk = vec![b'x'; 64 * 1024];
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+                    16 * chunk.len()
+                );
+                if s.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                for _ in 0..16 {
+                    if s.write_all(&chunk).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(150)).await;
+                }
+                continue;
+            }
             let (status, body) = match &deny {
                 Some(why) => ("403 Forbidden", why.clone()),
+                None if path.ends_with("/big") => ("200 OK", "y".repeat(4 << 20)),
                 None => ("200 OK", ORIGIN_BODY.to_string()),
             };
             let resp = format!(
@@ -270,37 +248,50 @@ async fn serve_heads(mut s: tokio::net::TcpStream, deny: Option<String>) {
     }
 }
 
-/// An HTTP origin on 127.0.0.1 that serves [`ORIGIN_BODY`] only to connections opened by the
-/// process whose PID is in the returned slot (set it once the last chain node runs); anyone
-/// else, a client that skipped the chain included, gets `403` naming the PID it came from.
-pub async fn guarded_origin() -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicU32>) {
-    use std::sync::atomic::Ordering;
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+/// The PID a guarded server admits (0: nobody yet).
+pub type PidSlot = std::sync::Arc<std::sync::atomic::AtomicU32>;
+
+/// Accepts on `l` until the runtime ends and spawns `serve(stream, peer, pid, admitted)` for
+/// each connection, `admitted` being whether the process in the returned slot opened it.
+fn guarded_accept<F, Fut>(l: tokio::net::TcpListener, serve: F) -> PidSlot
+where
+    F: Fn(tokio::net::TcpStream, SocketAddr, u32, bool) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let addr = l.local_addr().unwrap();
-    let slot = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let slot = PidSlot::default();
     let allowed = slot.clone();
     tokio::spawn(async move {
         loop {
             let Ok((s, peer)) = l.accept().await else {
                 return;
             };
-            let pid = allowed.load(Ordering::SeqCst);
-            let deny = if pid != 0 && tcp_peer_is(pid, peer, addr) {
-                None
-            } else {
-                Some(format!(
-                    "guarded origin: connection from {peer} is not from the last chain node (pid {pid})\n"
-                ))
-            };
-            tokio::spawn(serve_heads(s, deny));
+            let pid = allowed.load(std::sync::atomic::Ordering::SeqCst);
+            let admitted = pid != 0 && tcp_peer_is(pid, peer, addr);
+            tokio::spawn(serve(s, peer, pid, admitted));
         }
+    });
+    slot
+}
+
+/// An HTTP origin on 127.0.0.1 that serves [`ORIGIN_BODY`] only to connections opened by the
+/// process whose PID is in the returned slot (set it once the last chain node runs); anyone
+/// else, a client that skipped the chain included, gets `403` naming the PID it came from.
+pub async fn guarded_origin() -> (SocketAddr, PidSlot) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let slot = guarded_accept(l, |s, peer, pid, admitted| {
+        let deny = (!admitted).then(|| {
+            format!("guarded origin: connection from {peer} is not from the last chain node (pid {pid})\n")
+        });
+        serve_heads(s, deny)
     });
     (addr, slot)
 }
 
 /// A UDP echo on 127.0.0.1 that answers (`echo:` + payload) only datagrams sent by the process
 /// in the returned PID slot; others get no answer, so a bypassed chain times out.
-pub async fn guarded_udp_echo() -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicU32>) {
+pub async fn guarded_udp_echo() -> (SocketAddr, PidSlot) {
     use std::sync::atomic::Ordering;
     let s = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let addr = s.local_addr().unwrap();
@@ -521,11 +512,7 @@ pub fn grep(text: &str, needle: &str) -> Vec<String> {
 
 /// Like [`guarded_origin`] behind TLS with a self-signed certificate for `name`, bound to
 /// `bind` (the `sni` handler's TLS targets are port 443).
-pub async fn guarded_tls_origin(
-    bind: SocketAddr,
-    name: &str,
-) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicU32>) {
-    use std::sync::atomic::Ordering;
+pub async fn guarded_tls_origin(bind: SocketAddr, name: &str) -> (SocketAddr, PidSlot) {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let cert = rcgen::CertificateParams::new(vec![name.to_string()])
         .unwrap()
@@ -547,37 +534,28 @@ pub async fn guarded_tls_origin(
         .await
         .unwrap_or_else(|e| panic!("the guarded TLS origin cannot bind {bind}: {e}"));
     let addr = l.local_addr().unwrap();
-    let slot = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
-    let allowed = slot.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((s, peer)) = l.accept().await else {
+    let slot = guarded_accept(l, move |s, peer, pid, ok| {
+        let acceptor = acceptor.clone();
+        async move {
+            let Ok(mut t) = acceptor.accept(s).await else {
                 return;
             };
-            let pid = allowed.load(Ordering::SeqCst);
-            let ok = pid != 0 && tcp_peer_is(pid, peer, addr);
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(mut t) = acceptor.accept(s).await else {
-                    return;
-                };
-                let (status, body) = if ok {
-                    ("200 OK", ORIGIN_BODY.to_string())
-                } else {
-                    (
-                        "403 Forbidden",
-                        format!("guarded origin: {peer} is not pid {pid}\n"),
-                    )
-                };
-                let mut b = [0u8; 4096];
-                let _ = t.read(&mut b).await;
-                let resp = format!(
-                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = t.write_all(resp.as_bytes()).await;
-                let _ = t.shutdown().await;
-            });
+            let (status, body) = if ok {
+                ("200 OK", ORIGIN_BODY.to_string())
+            } else {
+                (
+                    "403 Forbidden",
+                    format!("guarded origin: {peer} is not pid {pid}\n"),
+                )
+            };
+            let mut b = [0u8; 4096];
+            let _ = t.read(&mut b).await;
+            let resp = format!(
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = t.write_all(resp.as_bytes()).await;
+            let _ = t.shutdown().await;
         }
     });
     (addr, slot)
@@ -590,28 +568,15 @@ pub const SECRET: &str = "secret.kubegost.test";
 /// A TCP relay on 127.0.0.1 in front of `to` that carries only connections opened by the
 /// process in the returned PID slot and closes any other at once: put it in front of a
 /// chain's second node, with the first node's PID, to prove the first hop was taken.
-pub async fn guarded_relay(
-    to: SocketAddr,
-) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicU32>) {
-    use std::sync::atomic::Ordering;
+pub async fn guarded_relay(to: SocketAddr) -> (SocketAddr, PidSlot) {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
-    let slot = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
-    let allowed = slot.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, peer)) = l.accept().await else {
-                return;
-            };
-            let pid = allowed.load(Ordering::SeqCst);
-            if pid == 0 || !tcp_peer_is(pid, peer, addr) {
-                continue;
-            }
-            tokio::spawn(async move {
-                if let Ok(mut u) = tokio::net::TcpStream::connect(to).await {
-                    let _ = tokio::io::copy_bidirectional(&mut s, &mut u).await;
-                }
-            });
+    let slot = guarded_accept(l, move |mut s, _, _, admitted| async move {
+        if !admitted {
+            return;
+        }
+        if let Ok(mut u) = tokio::net::TcpStream::connect(to).await {
+            let _ = tokio::io::copy_bidirectional(&mut s, &mut u).await;
         }
     });
     (addr, slot)
