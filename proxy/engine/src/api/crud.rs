@@ -45,24 +45,27 @@ fn singular(kind: &str) -> Option<&'static str> {
     KINDS.iter().find(|(k, _)| *k == kind).map(|(_, s)| *s)
 }
 
-/// A kind GOST's API serves that gost-proxy does not implement: reads answer as for an empty
-/// list, writes get a 400 envelope naming the kind (GOST's own clients, gost-ui among them,
-/// load these cards on every page).
-fn unsupported(kind: &str) -> Option<Response> {
-    let one = UNSUPPORTED_KINDS.iter().find(|(k, _)| *k == kind)?.1;
+/// The singular of a kind GOST's API serves that gost-proxy does not implement. Reads of
+/// such a kind answer as for an empty list, writes get [`refuse_unsupported`] (GOST's own
+/// clients, gost-ui among them, load these cards on every page).
+fn unsupported(kind: &str) -> Option<&'static str> {
+    UNSUPPORTED_KINDS
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .map(|(_, s)| *s)
+}
+
+/// The 400 envelope for a write to an unsupported kind, naming it and what is supported.
+fn refuse_unsupported(kind: &str, one: &str) -> Response {
     let supported: Vec<&str> = KINDS.iter().map(|(k, _)| *k).collect();
-    Some(err(
+    err(
         StatusCode::BAD_REQUEST,
         40001,
         format!(
             "{one} objects ({kind}) are not supported by gost-proxy; supported: {}",
             supported.join(", ")
         ),
-    ))
-}
-
-fn is_unsupported(kind: &str) -> bool {
-    UNSUPPORTED_KINDS.iter().any(|(k, _)| *k == kind)
+    )
 }
 
 /// The field name of serde's "unknown field `x`, expected …" message.
@@ -240,7 +243,7 @@ pub(super) async fn reload(State(st): State<St>) -> Response {
 }
 
 pub(super) async fn list(State(st): State<St>, Path(kind): Path<String>) -> Response {
-    if is_unsupported(&kind) {
+    if unsupported(&kind).is_some() {
         return envelope(StatusCode::OK, json!({"data": {"count": 0, "list": []}}));
     }
     if singular(&kind).is_none() {
@@ -262,7 +265,7 @@ pub(super) async fn get_one(
     State(st): State<St>,
     Path((kind, name)): Path<(String, String)>,
 ) -> Response {
-    if is_unsupported(&kind) {
+    if unsupported(&kind).is_some() {
         return envelope(StatusCode::OK, json!({"data": null}));
     }
     if singular(&kind).is_none() {
@@ -308,8 +311,8 @@ async fn mutate(
     body: Option<Bytes>,
     op: Op,
 ) -> Response {
-    if let Some(r) = unsupported(kind) {
-        return r;
+    if let Some(one) = unsupported(kind) {
+        return refuse_unsupported(kind, one);
     }
     let Some(one) = singular(kind) else {
         return not_found();
