@@ -286,47 +286,29 @@ fn ui_call(base: &str, method: &str, path: &str, body: Option<&Value>, form: boo
     let url = format!("{base}{path}");
     let origin = "Origin: http://127.0.0.1:5173";
     if method != "GET" {
-        let pre = std::process::Command::new("curl")
-            .args([
-                "-s",
-                "--max-time",
-                "10",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "-X",
-                "OPTIONS",
-            ])
-            .args([
-                "-H",
-                origin,
-                "-H",
-                &format!("Access-Control-Request-Method: {method}"),
-            ])
-            .args([
-                "-H",
-                "Access-Control-Request-Headers: authorization,content-type",
-                &url,
-            ])
-            .output()
-            .unwrap();
-        let code = String::from_utf8_lossy(&pre.stdout).to_string();
+        let request_method = format!("Access-Control-Request-Method: {method}");
+        let code = curl_status(&[
+            "-X",
+            "OPTIONS",
+            "-H",
+            origin,
+            "-H",
+            &request_method,
+            "-H",
+            "Access-Control-Request-Headers: authorization,content-type",
+            &url,
+        ]);
         assert!(code.starts_with('2'), "preflight {method} {path}: {code}");
     }
     let b = body.map(|b| b.to_string());
     let mut args = vec![
-        "-s",
-        "--max-time",
-        "10",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
         "-X",
         method,
+        "-H",
+        origin,
+        "-H",
+        "Authorization: Basic Og==",
     ];
-    args.extend(["-H", origin, "-H", "Authorization: Basic Og=="]);
     if let Some(b) = &b {
         args.extend(["-H", "Content-Type: application/json", "--data-binary", b]);
     } else if form {
@@ -334,11 +316,7 @@ fn ui_call(base: &str, method: &str, path: &str, body: Option<&Value>, form: boo
         args.extend(["-H", "Content-Type: application/x-www-form-urlencoded"]);
     }
     args.push(&url);
-    let out = std::process::Command::new("curl")
-        .args(&args)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).parse().unwrap_or(0)
+    curl_status(&args).parse().unwrap_or(0)
 }
 
 /// Every gost-ui action, with the request shapes its source shows: connect (`GET /config`,

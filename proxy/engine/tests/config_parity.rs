@@ -138,15 +138,16 @@ fn relocate(text: &str, f: &Path) -> (String, Vec<ServiceAt>) {
             _ => "127.0.0.1".to_string(),
         };
         let new = format!("{host}:{}", free_port());
-        for q in ["", "\""] {
-            *text = text.replace(
-                &format!("addr: {q}{addr}{q}"),
-                &format!("addr: {q}{new}{q}"),
-            );
-            *text = text.replace(
-                &format!("\"addr\": \"{addr}\""),
-                &format!("\"addr\": \"{new}\""),
-            );
+        // YAML, bare or quoted, and JSON.
+        for (from, to) in [
+            (format!("addr: {addr}"), format!("addr: {new}")),
+            (format!("addr: \"{addr}\""), format!("addr: \"{new}\"")),
+            (
+                format!("\"addr\": \"{addr}\""),
+                format!("\"addr\": \"{new}\""),
+            ),
+        ] {
+            *text = text.replace(&from, &to);
         }
         new
     };

@@ -13,23 +13,13 @@ use tokio::net::{TcpStream, UdpSocket};
 /// A UDP echo that tags each reply with the source port it came from (`echo:MSG@PORT`), and
 /// answers a `twice-…` datagram with two replies.
 async fn tagging_echo() -> std::net::SocketAddr {
-    let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = s.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut b = [0u8; 2048];
-        loop {
-            let Ok((n, from)) = s.recv_from(&mut b).await else {
-                return;
-            };
-            let msg = String::from_utf8_lossy(&b[..n]).to_string();
-            let r = format!("echo:{msg}@{}", from.port());
-            let times = if msg.starts_with("twice") { 2 } else { 1 };
-            for _ in 0..times {
-                let _ = s.send_to(r.as_bytes(), from).await;
-            }
-        }
-    });
-    addr
+    udp_responder(|p, from| {
+        let msg = String::from_utf8_lossy(p).to_string();
+        let r = format!("echo:{msg}@{}", from.port()).into_bytes();
+        let times = if msg.starts_with("twice") { 2 } else { 1 };
+        vec![r; times]
+    })
+    .await
 }
 
 /// Every reply to `msg` that arrives within 1 s: (payload, upstream source port).

@@ -54,8 +54,12 @@ pub async fn origin() -> SocketAddr {
     addr
 }
 
-/// A UDP echo server on 127.0.0.1 (prefixes replies with `echo:`).
-pub async fn udp_echo() -> SocketAddr {
+/// A UDP server on 127.0.0.1 that sends each datagram's `replies(payload, sender)` back to
+/// its sender (none: no answer).
+pub async fn udp_responder<F>(replies: F) -> SocketAddr
+where
+    F: Fn(&[u8], SocketAddr) -> Vec<Vec<u8>> + Send + 'static,
+{
     let s = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let addr = s.local_addr().unwrap();
     tokio::spawn(async move {
@@ -64,12 +68,22 @@ pub async fn udp_echo() -> SocketAddr {
             let Ok((n, from)) = s.recv_from(&mut b).await else {
                 return;
             };
-            let mut r = b"echo:".to_vec();
-            r.extend_from_slice(&b[..n]);
-            let _ = s.send_to(&r, from).await;
+            for r in replies(&b[..n], from) {
+                let _ = s.send_to(&r, from).await;
+            }
         }
     });
     addr
+}
+
+/// `echo:` + the payload.
+fn echo_reply(payload: &[u8]) -> Vec<u8> {
+    [b"echo:".as_slice(), payload].concat()
+}
+
+/// A UDP echo server on 127.0.0.1 (prefixes replies with `echo:`).
+pub async fn udp_echo() -> SocketAddr {
+    udp_responder(|p, _| vec![echo_reply(p)]).await
 }
 
 /// The `gost-proxy` binary built by cargo for these tests.
@@ -292,26 +306,17 @@ pub async fn guarded_origin() -> (SocketAddr, PidSlot) {
 /// A UDP echo on 127.0.0.1 that answers (`echo:` + payload) only datagrams sent by the process
 /// in the returned PID slot; others get no answer, so a bypassed chain times out.
 pub async fn guarded_udp_echo() -> (SocketAddr, PidSlot) {
-    use std::sync::atomic::Ordering;
-    let s = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = s.local_addr().unwrap();
-    let slot = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let slot = PidSlot::default();
     let allowed = slot.clone();
-    tokio::spawn(async move {
-        let mut b = [0u8; 2048];
-        loop {
-            let Ok((n, from)) = s.recv_from(&mut b).await else {
-                return;
-            };
-            let pid = allowed.load(Ordering::SeqCst);
-            if pid == 0 || !udp_peer_is(pid, from) {
-                continue;
-            }
-            let mut r = b"echo:".to_vec();
-            r.extend_from_slice(&b[..n]);
-            let _ = s.send_to(&r, from).await;
+    let addr = udp_responder(move |p, from| {
+        let pid = allowed.load(std::sync::atomic::Ordering::SeqCst);
+        if pid != 0 && udp_peer_is(pid, from) {
+            vec![echo_reply(p)]
+        } else {
+            vec![]
         }
-    });
+    })
+    .await;
     (addr, slot)
 }
 
