@@ -31,8 +31,8 @@ pub use duration::{
 };
 pub use objects::{
     AdmissionConfig, ApiConfig, AuthConfig, AutherConfig, BypassConfig, FileSourceConfig,
-    HostMappingConfig, HostsConfig, LogConfig, MatcherListConfig, MetricsConfig, NameserverConfig,
-    ProfilingConfig, ResolverConfig, TlsConfig, TlsOptionsConfig,
+    HostMappingConfig, HostsConfig, LimiterConfig, LogConfig, MatcherListConfig, MetricsConfig,
+    NameserverConfig, ProfilingConfig, ResolverConfig, TlsConfig, TlsOptionsConfig,
 };
 pub use service::{
     ChainGroupConfig, ForwardNodeConfig, ForwarderConfig, HandlerConfig, ListenerConfig,
@@ -72,6 +72,15 @@ pub struct Config {
     /// Static host mappings.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<HostsConfig>,
+    /// Traffic-rate limiters.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub limiters: Vec<LimiterConfig>,
+    /// Concurrent-connection limiters.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub climiters: Vec<LimiterConfig>,
+    /// Connection-rate limiters.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rlimiters: Vec<LimiterConfig>,
     /// Sections GOST has and gost-proxy does not implement yet; present and non-empty is an
     /// error naming the section (see [`Config::unsupported_sections`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -93,16 +102,7 @@ pub struct Config {
     pub caches: Option<serde_json::Value>,
     /// Not supported yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub limiters: Option<serde_json::Value>,
-    /// Not supported yet.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quotas: Option<serde_json::Value>,
-    /// Not supported yet.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub climiters: Option<serde_json::Value>,
-    /// Not supported yet.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rlimiters: Option<serde_json::Value>,
     /// Not supported yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observers: Option<serde_json::Value>,
@@ -205,6 +205,9 @@ impl Config {
         self.bypasses.extend(other.bypasses);
         self.resolvers.extend(other.resolvers);
         self.hosts.extend(other.hosts);
+        self.limiters.extend(other.limiters);
+        self.climiters.extend(other.climiters);
+        self.rlimiters.extend(other.rlimiters);
         for (mine, theirs) in [
             (&mut self.ingresses, other.ingresses),
             (&mut self.routers, other.routers),
@@ -212,10 +215,7 @@ impl Config {
             (&mut self.recorders, other.recorders),
             (&mut self.rewriters, other.rewriters),
             (&mut self.caches, other.caches),
-            (&mut self.limiters, other.limiters),
             (&mut self.quotas, other.quotas),
-            (&mut self.climiters, other.climiters),
-            (&mut self.rlimiters, other.rlimiters),
             (&mut self.observers, other.observers),
             (&mut self.loggers, other.loggers),
         ] {
@@ -255,10 +255,7 @@ impl Config {
             ("recorders", &self.recorders),
             ("rewriters", &self.rewriters),
             ("caches", &self.caches),
-            ("limiters", &self.limiters),
             ("quotas", &self.quotas),
-            ("climiters", &self.climiters),
-            ("rlimiters", &self.rlimiters),
             ("observers", &self.observers),
             ("loggers", &self.loggers),
         ] {
@@ -288,6 +285,9 @@ pub const SUPPORTED_SECTIONS: &[&str] = &[
     "bypasses",
     "resolvers",
     "hosts",
+    "limiters",
+    "climiters",
+    "rlimiters",
     "tls",
     "log",
     "api",
@@ -348,7 +348,9 @@ chains:
 
     #[test]
     fn unsupported_sections_are_named() {
-        let c = Config::from_yaml("limiters: [{name: l, limits: ['$ 1MB 1MB']}]").unwrap();
-        assert_eq!(c.unsupported_sections(), vec!["limiters"]);
+        let c = Config::from_yaml("quotas: [{name: q}]\nlimiters: [{name: l, limits: ['$ 1MB']}]")
+            .unwrap();
+        assert_eq!(c.unsupported_sections(), vec!["quotas"]);
+        assert_eq!(c.limiters[0].limits, vec!["$ 1MB".to_string()]);
     }
 }

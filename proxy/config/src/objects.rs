@@ -156,6 +156,34 @@ pub type AdmissionConfig = MatcherListConfig;
 /// `bypasses[]` entry.
 pub type BypassConfig = MatcherListConfig;
 
+/// A named limiter: the one shape of `limiters` (traffic rate), `climiters` (concurrent
+/// connections) and `rlimiters` (new connections per second).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LimiterConfig {
+    /// Name.
+    pub name: String,
+    /// Limit lines, `<scope> <value>…` with scope `$` (service), `$$` (each connection or
+    /// client), an IP or a CIDR.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub limits: Vec<String>,
+    /// Re-read period for `file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reload: Option<GoDuration>,
+    /// File with one limit line per line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileSourceConfig>,
+    /// Redis source (not supported).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<serde_json::Value>,
+    /// HTTP source (not supported).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<serde_json::Value>,
+    /// Plugin (not supported).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<serde_json::Value>,
+}
+
 /// A named static host mapping.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -38,13 +38,13 @@ pub struct ServiceConfig {
     /// Hosts mapper used before the resolver.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hosts: Option<String>,
-    /// Bandwidth limiter (not supported by gost-proxy yet).
+    /// Traffic-rate limiter (`limiters[]` name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limiter: Option<String>,
-    /// Connection limiter (not supported by gost-proxy yet).
+    /// Concurrent-connection limiter (`climiters[]` name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub climiter: Option<String>,
-    /// Rate limiter (not supported by gost-proxy yet).
+    /// Connection-rate limiter (`rlimiters[]` name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rlimiter: Option<String>,
     /// Named logger (not supported by gost-proxy yet).

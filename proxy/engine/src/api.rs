@@ -146,13 +146,14 @@ pub const KINDS: &[(&str, &str)] = &[
     ("bypasses", "bypass"),
     ("resolvers", "resolver"),
     ("hosts", "hosts"),
+    ("limiters", "limiter"),
+    // GOST names all three kinds "limiter" in its messages.
+    ("climiters", "limiter"),
+    ("rlimiters", "limiter"),
 ];
 
 /// Kinds GOST's API serves that gost-proxy does not implement: URL segment → singular.
 pub const UNSUPPORTED_KINDS: &[(&str, &str)] = &[
-    ("limiters", "limiter"),
-    ("climiters", "climiter"),
-    ("rlimiters", "rlimiter"),
     ("ingresses", "ingress"),
     ("routers", "router"),
     ("observers", "observer"),

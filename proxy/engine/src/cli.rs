@@ -338,29 +338,87 @@ fn extract_objects(
         });
         hosts = Some(n);
     }
-    if [
-        "limiter.in",
-        "limiter.out",
-        "limiter.conn.in",
-        "limiter.conn.out",
-        "climiter",
-        "rlimiter",
-    ]
-    .iter()
-    .any(|k| get(q, &[k]).is_some())
-    {
-        names.limiter += 1;
-        cfg.limiters = Some(Value::Array(vec![Value::String(format!(
-            "limiter-{}",
-            names.limiter - 1
-        ))]));
-    }
     Ok(Extracted {
         admission,
         bypass,
         resolver,
         hosts,
     })
+}
+
+/// Names of the limiters a service's query parameters make.
+#[derive(Default)]
+struct Limiters {
+    limiter: Option<String>,
+    climiter: Option<String>,
+    rlimiter: Option<String>,
+}
+
+/// GOST's limiter parameters of `-L`: `limiter.in`/`limiter.out` (the `$` line) and
+/// `limiter.conn.in`/`limiter.conn.out` (the `$$` line) make a `limiters` entry,
+/// `climiter=N` a `climiters` entry `$ N`, `rlimiter=R` an `rlimiters` entry `$ R`.
+fn extract_limiters(
+    flag: &str,
+    url: &str,
+    q: &[(String, String)],
+    names: &mut Names,
+    cfg: &mut Config,
+) -> Result<Limiters, BuildError> {
+    let mut out = Limiters::default();
+    let v = |k: &str| get(q, &[k]).unwrap_or_default();
+    let (i, o, ci, co) = (
+        v("limiter.in"),
+        v("limiter.out"),
+        v("limiter.conn.in"),
+        v("limiter.conn.out"),
+    );
+    if [&i, &o, &ci, &co].iter().any(|s| !s.is_empty()) {
+        let mut limits = Vec::new();
+        for (scope, a, b) in [("$", &i, &o), ("$$", &ci, &co)] {
+            if !a.is_empty() || !b.is_empty() {
+                // an empty `in` keeps its place, unlimited, as GOST writes it
+                let a = if a.is_empty() { "0" } else { a.as_str() };
+                limits.push(format!("{scope} {a} {b}").trim_end().to_string());
+            }
+        }
+        let n = format!("limiter-{}", names.limiter);
+        names.limiter += 1;
+        cfg.limiters.push(gost_config::LimiterConfig {
+            name: n.clone(),
+            limits,
+            ..Default::default()
+        });
+        out.limiter = Some(n);
+    }
+    if let Some(c) = get(q, &["climiter"]) {
+        let n: i64 = c
+            .parse()
+            .map_err(|_| cli_err(flag, url, format!("climiter={c:?} is not an integer")))?;
+        if n > 0 {
+            let name = format!("climiter-{}", cfg.climiters.len());
+            cfg.climiters.push(gost_config::LimiterConfig {
+                name: name.clone(),
+                limits: vec![format!("$ {n}")],
+                ..Default::default()
+            });
+            out.climiter = Some(name);
+        }
+    }
+    if let Some(r) = get(q, &["rlimiter"]) {
+        let x: f64 = r
+            .parse()
+            .map_err(|_| cli_err(flag, url, format!("rlimiter={r:?} is not a number")))?;
+        if x > 0.0 {
+            let name = format!("rlimiter-{}", cfg.rlimiters.len());
+            cfg.rlimiters.push(gost_config::LimiterConfig {
+                name: name.clone(),
+                limits: vec![format!("$ {r}")],
+                ..Default::default()
+            });
+            out.rlimiter = Some(name);
+        }
+    }
+    Ok(out)
 }
 
 const SERVICE_SCOPE_KEYS: &[&str] = &[
@@ -394,6 +452,12 @@ const EXTRACTED_HANDLER_KEYS: &[&str] = &[
     "max_fails",
     "failTimeout",
     "fail_timeout",
+    "limiter.in",
+    "limiter.out",
+    "limiter.conn.in",
+    "limiter.conn.out",
+    "climiter",
+    "rlimiter",
 ];
 
 fn tls_from(q: &[(String, String)]) -> TlsConfig {
@@ -438,6 +502,7 @@ fn build_services(
         resolver,
         hosts,
     } = extract_objects(flag, url, &q, names, cfg)?;
+    let limiters = extract_limiters(flag, url, &q, names, cfg)?;
     let auth = auth_from(&parts);
     let tls = tls_from(&q);
     q.retain(|(k, _)| !LISTENER_TLS_KEYS.iter().any(|x| x.eq_ignore_ascii_case(k)) && k != "auth");
@@ -471,6 +536,9 @@ fn build_services(
             bypass: bypass.clone(),
             resolver: resolver.clone(),
             hosts: hosts.clone(),
+            limiter: limiters.limiter.clone(),
+            climiter: limiters.climiter.clone(),
+            rlimiter: limiters.rlimiter.clone(),
             handler: Some(HandlerConfig {
                 kind: handler.clone(),
                 retries,

@@ -102,6 +102,19 @@ fn replace<T>(named: &Named<T>, items: Vec<(String, Arc<T>)>) {
     }
 }
 
+/// [`replace`], but an entry equal to the one installed keeps the installed object (and its
+/// state: a limiter's counts and buckets survive an apply that does not change it).
+fn replace_kept<T>(named: &Named<T>, items: Vec<(String, Arc<T>)>, same: impl Fn(&T, &T) -> bool) {
+    let items = items
+        .into_iter()
+        .map(|(n, v)| match named.get(&n) {
+            Some(old) if same(&old, &v) => (n, old),
+            _ => (n, v),
+        })
+        .collect();
+    replace(named, items);
+}
+
 impl Engine {
     /// A new engine with the built-in components.
     pub fn new(opts: EngineOpts) -> Arc<Engine> {
@@ -364,6 +377,9 @@ fn install(store: &Store, b: Built) {
     replace(&store.bypasses, b.bypasses);
     replace(&store.hosts, b.hosts);
     replace(&store.resolvers, b.resolvers);
+    replace_kept(&store.limiters, b.limiters, |a, b| a.source == b.source);
+    replace_kept(&store.climiters, b.climiters, |a, b| a.source == b.source);
+    replace_kept(&store.rlimiters, b.rlimiters, |a, b| a.source == b.source);
     replace(&store.hops, b.hops);
     replace(&store.chains, b.chains);
     *store.tls.write() = b.tls;

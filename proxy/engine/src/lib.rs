@@ -37,6 +37,7 @@ pub mod handler;
 pub mod health;
 pub mod hooks;
 pub mod io;
+pub mod limiter;
 pub mod listener;
 pub mod matcher;
 pub mod md;

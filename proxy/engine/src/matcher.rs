@@ -20,21 +20,30 @@ pub enum Matcher {
     Glob(String, Option<(u16, u16)>),
 }
 
+/// Parses `ip/bits` (IPv4 or IPv6).
+pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
+    let (ip, bits) = s
+        .split_once('/')
+        .ok_or_else(|| format!("{s:?} is not a CIDR (expected e.g. 10.0.0.0/8)"))?;
+    let ip: IpAddr = ip
+        .parse()
+        .map_err(|_| format!("{s:?} is not a CIDR (expected e.g. 10.0.0.0/8)"))?;
+    let bits: u8 = bits
+        .parse()
+        .ok()
+        .filter(|b| *b <= if ip.is_ipv4() { 32 } else { 128 })
+        .ok_or_else(|| format!("{s:?}: bad prefix length"))?;
+    Ok((ip, bits))
+}
+
 /// Parses one matcher; `None` for blank lines and comments.
 pub fn parse_matcher(line: &str) -> Result<Option<Matcher>, String> {
     let s = line.split('#').next().unwrap_or("").trim();
     if s.is_empty() {
         return Ok(None);
     }
-    if let Some((ip, bits)) = s.split_once('/') {
-        let ip: IpAddr = ip
-            .parse()
-            .map_err(|_| format!("{s:?} is not a CIDR (expected e.g. 10.0.0.0/8)"))?;
-        let bits: u8 = bits
-            .parse()
-            .ok()
-            .filter(|b| *b <= if ip.is_ipv4() { 32 } else { 128 })
-            .ok_or_else(|| format!("{s:?}: bad prefix length"))?;
+    if s.contains('/') {
+        let (ip, bits) = parse_cidr(s)?;
         return Ok(Some(Matcher::Cidr(ip, bits)));
     }
     if let Some((a, b)) = s.split_once('-') {
@@ -81,7 +90,8 @@ fn split_port_spec(s: &str) -> Result<(&str, PortRange), String> {
     }
 }
 
-fn ip_in_cidr(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
+/// Whether `ip` is in `net/bits` (an IPv4-mapped IPv6 address matches IPv4 networks).
+pub fn ip_in_cidr(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
     match (ip, net) {
         (IpAddr::V4(a), IpAddr::V4(n)) => {
             let mask = if bits == 0 {

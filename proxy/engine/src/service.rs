@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 use crate::component::{ConnCtx, Handler, Listener};
 use crate::hooks::{Hooks, Phase};
 use crate::metrics::Metrics;
-use crate::store::{AdmissionRef, Store};
+use crate::store::{Gates, Store};
 
 /// Service state as the Web API reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -86,7 +86,7 @@ pub struct Service {
     listener: Mutex<Option<Arc<dyn Listener>>>,
     local: SocketAddr,
     handler: Arc<dyn Handler>,
-    admission: AdmissionRef,
+    gates: Gates,
     store: Arc<Store>,
     hooks: Hooks,
     metrics: Arc<Metrics>,
@@ -109,7 +109,7 @@ impl Service {
         name: String,
         listener: Arc<dyn Listener>,
         handler: Arc<dyn Handler>,
-        admission: AdmissionRef,
+        gates: Gates,
         store: Arc<Store>,
         hooks: Hooks,
         metrics: Arc<Metrics>,
@@ -122,7 +122,7 @@ impl Service {
             local,
             listener: Mutex::new(Some(listener)),
             handler,
-            admission,
+            gates,
             store,
             hooks,
             metrics,
@@ -239,13 +239,36 @@ impl Service {
             };
             let ip = peer.ip().to_string();
             let ip = ip.strip_prefix("::ffff:").unwrap_or(&ip).to_string();
-            if !self.admission.admit(&self.store, &ip) {
+            if !self.gates.admission.admit(&self.store, &ip) {
                 tracing::debug!(service = %self.name, client = %ip, "admission denied");
                 continue;
             }
+            let client = peer.ip().to_canonical();
+            let permit = match self.gates.climiter(&self.store) {
+                None => None,
+                Some(c) => match c.acquire(client) {
+                    Some(p) => Some(p),
+                    None => {
+                        tracing::debug!(service = %self.name, client = %ip, "concurrent connection limit reached: closed");
+                        continue;
+                    }
+                },
+            };
             self.total.fetch_add(1, Ordering::Relaxed);
+            if let Some(r) = self.gates.rlimiter(&self.store) {
+                if !r.allow(client) {
+                    self.errors.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.handler_error(&self.name, &ip);
+                    tracing::debug!(service = %self.name, client = %ip, "connection rate limit reached: closed");
+                    continue;
+                }
+            }
             let conn = match conn {
                 crate::component::Inbound::Stream(s) => {
+                    let s = match self.gates.limiter(&self.store) {
+                        Some(t) => t.wrap(s, client),
+                        None => s,
+                    };
                     let (ci, co) = self.metrics.transfer_counters(&self.name, &ip);
                     let (si, so) = (Arc::clone(&self.input), Arc::clone(&self.output));
                     crate::component::Inbound::Stream(Box::new(crate::io::Counted::new(
@@ -282,6 +305,7 @@ impl Service {
                 route = tracing::field::Empty,
             );
             let conn_task = async move {
+                let _permit = permit;
                 let start = tokio::time::Instant::now();
                 let sid = ctx.sid.clone();
                 let res = tokio::select! {

@@ -13,6 +13,7 @@ pub use crate::chain::BypassRef;
 use crate::chain::{Chain, Hop, Lookup};
 use crate::component::{Auth, Bypass};
 use crate::error::DialError;
+use crate::limiter::{conn::ConnLimiter, rate::RateLimiter, traffic::TrafficLimiter};
 use crate::policy::{Auther, Hosts, MatcherList};
 use crate::resolver::Resolver;
 
@@ -62,6 +63,12 @@ pub struct Store {
     pub hosts: Named<Hosts>,
     /// `resolvers`.
     pub resolvers: Named<Resolver>,
+    /// `limiters`.
+    pub limiters: Named<TrafficLimiter>,
+    /// `climiters`.
+    pub climiters: Named<ConnLimiter>,
+    /// `rlimiters`.
+    pub rlimiters: Named<RateLimiter>,
     /// The global default server certificate (top-level `tls:`).
     pub tls: RwLock<Arc<crate::tls::GlobalTls>>,
 }
@@ -226,6 +233,44 @@ impl AdmissionRef {
                 false
             }
         })
+    }
+}
+
+/// What a service checks and wraps on each accepted connection, by name (looked up per
+/// connection, so a limiter replaced through the API applies to the next connection).
+#[derive(Debug, Clone, Default)]
+pub struct Gates {
+    /// Client-IP admission.
+    pub admission: AdmissionRef,
+    /// `limiter`: traffic rate.
+    pub limiter: Option<String>,
+    /// `climiter`: concurrent connections.
+    pub climiter: Option<String>,
+    /// `rlimiter`: new connections per second.
+    pub rlimiter: Option<String>,
+}
+
+fn lookup<T>(named: &Named<T>, kind: &str, name: &Option<String>) -> Option<Arc<T>> {
+    let n = name.as_deref().filter(|n| !n.is_empty())?;
+    let v = named.get(n);
+    if v.is_none() {
+        tracing::warn!(limiter = %n, kind, "limiter not found: not limiting");
+    }
+    v
+}
+
+impl Gates {
+    /// The service's traffic limiter.
+    pub fn limiter(&self, store: &Store) -> Option<Arc<TrafficLimiter>> {
+        lookup(&store.limiters, "limiter", &self.limiter)
+    }
+    /// The service's concurrent-connection limiter.
+    pub fn climiter(&self, store: &Store) -> Option<Arc<ConnLimiter>> {
+        lookup(&store.climiters, "climiter", &self.climiter)
+    }
+    /// The service's connection-rate limiter.
+    pub fn rlimiter(&self, store: &Store) -> Option<Arc<RateLimiter>> {
+        lookup(&store.rlimiters, "rlimiter", &self.rlimiter)
     }
 }
 

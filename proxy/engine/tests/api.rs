@@ -56,7 +56,7 @@ async fn every_documented_route_is_served() {
         }
     }
     let req = axum::http::Request::builder()
-        .uri("/api/config/limiters")
+        .uri("/api/config/ingresses")
         .body(axum::body::Body::empty())
         .unwrap();
     assert_eq!(
@@ -66,7 +66,7 @@ async fn every_documented_route_is_served() {
     );
     let req = axum::http::Request::builder()
         .method("POST")
-        .uri("/api/config/limiters")
+        .uri("/api/config/ingresses")
         .body(axum::body::Body::from(r#"{"name":"l"}"#))
         .unwrap();
     let resp = app.clone().oneshot(req).await.unwrap();
@@ -76,7 +76,7 @@ async fn every_documented_route_is_served() {
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["code"], 40001);
-    assert!(v["msg"].as_str().unwrap().contains("limiters"), "{v}");
+    assert!(v["msg"].as_str().unwrap().contains("ingresses"), "{v}");
     let req = axum::http::Request::builder()
         .uri("/api/config/bogus")
         .body(axum::body::Body::empty())

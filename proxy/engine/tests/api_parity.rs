@@ -14,16 +14,7 @@ use common::*;
 use serde_json::{json, Value};
 
 /// Kinds GOST serves that gost-proxy does not implement (README: deliberate differences).
-const UNSUPPORTED: &[&str] = &[
-    "limiters",
-    "climiters",
-    "rlimiters",
-    "ingresses",
-    "routers",
-    "observers",
-    "recorders",
-    "sds",
-];
+const UNSUPPORTED: &[&str] = &["ingresses", "routers", "observers", "recorders", "sds"];
 
 /// One object per kind, valid for both programs.
 fn objects(svc_port: u16, dir: &std::path::Path) -> Vec<(&'static str, Value)> {
@@ -246,6 +237,19 @@ fn web_api_answers_as_gost_does() {
             continue;
         }
         compared += 1;
+        if *kind == "rlimiters" && *m == "GET" && cg == 200 && co == 200 && ng != no {
+            // Deliberate: gost v3.2.6 stores rlimiters but its reads never show them
+            // (`{"data":null}`, an empty list); gost-proxy answers with what it stores.
+            let empty =
+                ng == json!({"data": null}) || ng == json!({"data": {"count": 0, "list": []}});
+            let shown = no.to_string().contains("\"rl1\"");
+            if !(empty && shown) {
+                diffs.push(format!(
+                    "{step} ({m} {path}):\n  gost       {cg} {ng}\n  gost-proxy {co} {no} (rlimiter reads: gost empty, gost-proxy what it stores)"
+                ));
+            }
+            continue;
+        }
         if *step == "unknown kind" {
             // gost answers a plain-text 404 page, gost-proxy the JSON envelope: same status.
             if cg != co {

@@ -9,6 +9,7 @@ use super::{chain, hop, BuildOpts};
 use crate::chain::{Chain, Hop};
 use crate::component::Kinds;
 use crate::error::{BuildError, BuildErrors};
+use crate::limiter::{conn::ConnLimiter, rate::RateLimiter, traffic::TrafficLimiter};
 use crate::md::Md;
 use crate::policy::Auther;
 use crate::store::names;
@@ -30,6 +31,12 @@ pub struct Built {
     pub hosts: Vec<(String, Arc<crate::policy::Hosts>)>,
     /// `resolvers`.
     pub resolvers: Vec<(String, Arc<crate::resolver::Resolver>)>,
+    /// `limiters`.
+    pub limiters: Vec<(String, Arc<TrafficLimiter>)>,
+    /// `climiters`.
+    pub climiters: Vec<(String, Arc<ConnLimiter>)>,
+    /// `rlimiters`.
+    pub rlimiters: Vec<(String, Arc<RateLimiter>)>,
     /// The global default server certificate (`tls:`); installed into `Store::tls`.
     pub tls: Arc<crate::tls::GlobalTls>,
 }
@@ -75,7 +82,7 @@ pub fn named(kinds: &Kinds, cfg: &Config, opts: &BuildOpts) -> Result<Built, Bui
 
 /// Every entry of every section has a name, and names are unique per section.
 fn unique_names(cfg: &Config, errs: &mut Vec<BuildError>) {
-    let sections: [(&str, Vec<&str>); 8] = [
+    let sections: [(&str, Vec<&str>); 11] = [
         (
             "services",
             cfg.services.iter().map(|x| x.name.as_str()).collect(),
@@ -102,6 +109,18 @@ fn unique_names(cfg: &Config, errs: &mut Vec<BuildError>) {
             "resolvers",
             cfg.resolvers.iter().map(|x| x.name.as_str()).collect(),
         ),
+        (
+            "limiters",
+            cfg.limiters.iter().map(|x| x.name.as_str()).collect(),
+        ),
+        (
+            "climiters",
+            cfg.climiters.iter().map(|x| x.name.as_str()).collect(),
+        ),
+        (
+            "rlimiters",
+            cfg.rlimiters.iter().map(|x| x.name.as_str()).collect(),
+        ),
     ];
     for (kind, names) in sections {
         unique(kind, names.into_iter(), errs);
@@ -123,6 +142,9 @@ fn build_objects(
         bypasses: vec![],
         hosts: vec![],
         resolvers: vec![],
+        limiters: vec![],
+        climiters: vec![],
+        rlimiters: vec![],
         tls: Arc::default(),
     };
     match crate::tls::GlobalTls::build(cfg.tls.as_ref()) {
@@ -156,6 +178,24 @@ fn build_objects(
     for r in &cfg.resolvers {
         match crate::resolver::Resolver::build(&format!("resolvers[{}]", r.name), r) {
             Ok(x) => b.resolvers.push((r.name.clone(), Arc::new(x))),
+            Err(e) => errs.push(e),
+        }
+    }
+    for l in &cfg.limiters {
+        match TrafficLimiter::build(&format!("limiters[{}]", l.name), l) {
+            Ok(x) => b.limiters.push((l.name.clone(), Arc::new(x))),
+            Err(e) => errs.push(e),
+        }
+    }
+    for l in &cfg.climiters {
+        match ConnLimiter::build(&format!("climiters[{}]", l.name), l) {
+            Ok(x) => b.climiters.push((l.name.clone(), Arc::new(x))),
+            Err(e) => errs.push(e),
+        }
+    }
+    for l in &cfg.rlimiters {
+        match RateLimiter::build(&format!("rlimiters[{}]", l.name), l) {
+            Ok(x) => b.rlimiters.push((l.name.clone(), Arc::new(x))),
             Err(e) => errs.push(e),
         }
     }
@@ -208,6 +248,30 @@ fn check_references(cfg: &Config, b: &Built, errs: &mut Vec<BuildError>) {
                     errs.push(BuildError::new(
                         format!("{p}.handler.auther"),
                         format!("auther {a:?} not found in authers[]"),
+                    ));
+                }
+            }
+        }
+        let limiter_refs = [
+            ("limiter", &s.limiter, "limiters", &cfg.limiters),
+            ("climiter", &s.climiter, "climiters", &cfg.climiters),
+            ("rlimiter", &s.rlimiter, "rlimiters", &cfg.rlimiters),
+            (
+                "handler.limiter",
+                s.handler.as_ref().map_or(&None, |h| &h.limiter),
+                "limiters",
+                &cfg.limiters,
+            ),
+        ];
+        for (field, name, section, list) in limiter_refs {
+            if let Some(n) = name.as_ref().filter(|n| !n.is_empty()) {
+                if !list.iter().any(|x| &x.name == n) {
+                    errs.push(BuildError::new(
+                        format!("{p}.{field}"),
+                        format!(
+                            "{} {n:?} not found in {section}[]",
+                            &section[..section.len() - 1]
+                        ),
                     ));
                 }
             }

@@ -16,7 +16,7 @@ use crate::metrics::Metrics;
 use crate::policy::Auther;
 use crate::router::{Router, DEFAULT_DIAL_TIMEOUT};
 use crate::service::Service;
-use crate::store::{names, AdmissionRef, AuthRef, BypassRef, Store, StoreAuth, StoreBypass};
+use crate::store::{names, AdmissionRef, AuthRef, BypassRef, Gates, Store, StoreAuth, StoreBypass};
 
 /// A validated service, not yet bound.
 pub struct ServicePlan {
@@ -27,7 +27,7 @@ pub struct ServicePlan {
     listen: ListenerFactory,
     listener_opts: ListenerOpts,
     handler: Arc<dyn Handler>,
-    admission: AdmissionRef,
+    gates: Gates,
     /// Hooks.
     pub hooks: Hooks,
     store: Arc<Store>,
@@ -192,7 +192,12 @@ pub fn service(
         listen: Arc::clone(&lf.1),
         listener_opts,
         handler,
-        admission: AdmissionRef(names(&c.admission, &c.admissions)),
+        gates: Gates {
+            admission: AdmissionRef(names(&c.admission, &c.admissions)),
+            limiter: c.limiter.clone(),
+            climiter: c.climiter.clone(),
+            rlimiter: c.rlimiter.clone(),
+        },
         hooks,
         store: Arc::clone(store),
         fail_closed: None,
@@ -201,13 +206,7 @@ pub fn service(
 
 /// Service-level sections gost-proxy does not implement.
 fn reject_unsupported_service(path: &str, c: &ServiceConfig) -> Result<(), BuildError> {
-    for (what, v) in [
-        ("limiter", &c.limiter),
-        ("climiter", &c.climiter),
-        ("rlimiter", &c.rlimiter),
-        ("observer", &c.observer),
-        ("logger", &c.logger),
-    ] {
+    for (what, v) in [("observer", &c.observer), ("logger", &c.logger)] {
         if v.is_some() {
             return Err(BuildError::new(
                 format!("{path}.{what}"),
@@ -230,10 +229,12 @@ fn reject_unsupported_handler(
     hc: &gost_config::HandlerConfig,
     lc: &gost_config::ListenerConfig,
 ) -> Result<(), BuildError> {
-    for (what, v) in [
-        ("handler.limiter", &hc.limiter),
-        ("handler.observer", &hc.observer),
-    ] {
+    if hc.limiter.as_ref().is_some_and(|l| !l.is_empty()) {
+        // GOST asks a handler's limiter only at client scope, which inline limits never
+        // answer (only plugins do): the reference is checked and limits nothing, as in GOST.
+        tracing::warn!(path, "handler.limiter limits nothing with inline limits (GOST asks it only at client scope); use the service's `limiter`");
+    }
+    for (what, v) in [("handler.observer", &hc.observer)] {
         if v.is_some() {
             return Err(BuildError::new(
                 format!("{path}.{what}"),
@@ -355,7 +356,7 @@ fn fail_closed(
             router,
         },
         handler: Refuse::new(reason),
-        admission: AdmissionRef(Vec::new()),
+        gates: Gates::default(),
         hooks,
         store: Arc::clone(store),
         fail_closed: Some(reason.to_string()),
@@ -379,7 +380,7 @@ impl ServicePlan {
             self.name,
             l,
             self.handler,
-            self.admission,
+            self.gates,
             self.store,
             self.hooks,
             Arc::clone(metrics),

@@ -8,7 +8,7 @@ use crate::engine::{Engine, EngineOpts};
 /// (what, config, path, part of the message)
 const CASES: &[(&str, &str, &str, &str)] = &[
     // named objects
-    ("unsupported section", "limiters: [{name: l}]", "limiters", "not supported"),
+    ("unsupported section", "quotas: [{name: q}]", "quotas", "not supported"),
     ("service without name", "services: [{name: '', addr: ':0'}]", "services[]", "name is required"),
     ("duplicate service", "services: [{name: a, addr: ':0'}, {name: a, addr: ':1'}]", "services[a]", "duplicate services name"),
     ("duplicate chain", "chains: [{name: c, hops: []}, {name: c, hops: []}]", "chains[c]", "duplicate chains name"),
@@ -35,7 +35,15 @@ const CASES: &[(&str, &str, &str, &str)] = &[
     ("bad listen address", "services: [{name: s, addr: 'nowhere'}]", "services[s].addr", "invalid listen address"),
     ("unknown handler", "services: [{name: s, addr: ':0', handler: {type: nope}}]", "services[s].handler.type", "unknown handler"),
     ("unknown listener", "services: [{name: s, addr: ':0', listener: {type: nope}}]", "services[s].listener.type", "unknown listener"),
-    ("service limiter", "services: [{name: s, addr: ':0', limiter: l}]", "services[s].limiter", "not supported"),
+    ("dangling limiter", "services: [{name: s, addr: ':0', limiter: l}]", "services[s].limiter", "limiter \"l\" not found in limiters[]"),
+    ("dangling climiter", "services: [{name: s, addr: ':0', climiter: c}]", "services[s].climiter", "climiter \"c\" not found in climiters[]"),
+    ("dangling rlimiter", "services: [{name: s, addr: ':0', rlimiter: r}]", "services[s].rlimiter", "rlimiter \"r\" not found in rlimiters[]"),
+    ("dangling handler limiter", "services: [{name: s, addr: ':0', handler: {type: http, limiter: l}}]", "services[s].handler.limiter", "not found in limiters[]"),
+    ("bad traffic limit", "limiters: [{name: t, limits: ['$ 1XB']}]", "limiters[t].limits[0]", "unknown unit \"XB\""),
+    ("bad limiter scope", "climiters: [{name: c, limits: ['10.0.0.0/40 5']}]", "climiters[c].limits[0]", "bad prefix length"),
+    ("bad rate", "rlimiters: [{name: r, limits: ['$$ fast']}]", "rlimiters[r].limits[0]", "is not a rate"),
+    ("limiter redis source", "rlimiters: [{name: r, redis: {addr: x}}]", "rlimiters[r].redis", "not supported"),
+    ("duplicate limiter", "limiters: [{name: t, limits: ['$ 1MB']}, {name: t}]", "limiters[t]", "duplicate"),
     ("service recorders", "services: [{name: s, addr: ':0', recorders: []}]", "services[s].recorders", "not supported"),
     ("handler observer", "services: [{name: s, addr: ':0', handler: {type: http, observer: o}}]", "services[s].handler.observer", "not supported"),
     ("chain group", "services: [{name: s, addr: ':0', handler: {type: http, chainGroup: {chains: [c]}}}]", "services[s].handler.chainGroup", "not supported"),
