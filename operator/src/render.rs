@@ -276,6 +276,9 @@ pub fn crd_field(gostservice: &str, engine_path: &str) -> String {
     if let Some(rest) = engine_path.strip_prefix("services[") {
         return format!("spec.services[{rest}");
     }
+    if let Some((_, field)) = limiter_field(engine_path) {
+        return field;
+    }
     if let Some(rest) = engine_path.strip_prefix("chains[") {
         let prefix = format!("{gostservice}_");
         if let Some((name, tail)) = rest.split_once(']') {
@@ -287,12 +290,32 @@ pub fn crd_field(gostservice: &str, engine_path: &str) -> String {
     engine_path.to_string()
 }
 
+/// Rendered limiter sections: (config section, name suffix, `limits` field of the CRD).
+const LIMITS: [(&str, &str, &str); 3] = [
+    ("limiters", "-traffic", "traffic"),
+    ("climiters", "-connections", "connections"),
+    ("rlimiters", "-rate", "rate"),
+];
+
+/// A rendered limiter's engine path → (its service, the CRD field):
+/// `climiters[web-connections].limits[1]` → (`web`, `spec.services[web].limits.connections[1]`).
+fn limiter_field(engine_path: &str) -> Option<(&str, String)> {
+    LIMITS.iter().find_map(|(section, suffix, field)| {
+        let rest = engine_path.strip_prefix(section)?.strip_prefix('[')?;
+        let (name, tail) = rest.split_once(']')?;
+        let svc = name.strip_suffix(suffix)?;
+        let tail = tail.strip_prefix(".limits").unwrap_or(tail);
+        Some((svc, format!("spec.services[{svc}].limits.{field}{tail}")))
+    })
+}
+
 /// The service an engine error path belongs to (`services[web]…` → `web`).
 fn engine_service(engine_path: &str) -> Option<&str> {
     engine_path
         .strip_prefix("services[")
         .and_then(|r| r.split_once(']'))
         .map(|(n, _)| n)
+        .or_else(|| limiter_field(engine_path).map(|(s, _)| s))
 }
 
 /// The GostChain an engine error path belongs to (`chains[<gsvc>_<chain>]…` → `<chain>`).
@@ -386,6 +409,21 @@ pub fn render_checked(
             .flatten()
             .collect();
         r.config.chains.retain(|c| used.contains(&c.name));
+        // and so do the limiters of services that fail closed
+        let used: BTreeSet<String> = r
+            .config
+            .services
+            .iter()
+            .flat_map(|s| [s.limiter.clone(), s.climiter.clone(), s.rlimiter.clone()])
+            .flatten()
+            .collect();
+        for list in [
+            &mut r.config.limiters,
+            &mut r.config.climiters,
+            &mut r.config.rlimiters,
+        ] {
+            list.retain(|l| used.contains(&l.name));
+        }
     }
     // still invalid: every service fails closed
     let reason = reasons(&r.errors);
@@ -683,9 +721,33 @@ impl Renderer<'_> {
         if !errs.is_empty() {
             return Err(errs);
         }
+        let mut limiter_names: [Option<String>; 3] = Default::default();
+        if let Some(l) = &s.limits {
+            for (i, lines) in [&l.traffic, &l.connections, &l.rate]
+                .into_iter()
+                .enumerate()
+            {
+                if lines.is_empty() {
+                    continue;
+                }
+                let (_, suffix, _) = LIMITS[i];
+                let lc = gost_config::LimiterConfig {
+                    name: format!("{}{suffix}", s.name),
+                    limits: lines.clone(),
+                    ..Default::default()
+                };
+                limiter_names[i] = Some(lc.name.clone());
+                let c = &mut self.out.config;
+                [&mut c.limiters, &mut c.climiters, &mut c.rlimiters][i].push(lc);
+            }
+        }
+        let [limiter, climiter, rlimiter] = limiter_names;
         Ok(ServiceConfig {
             name: s.name.clone(),
             addr: s.addr.clone(),
+            limiter,
+            climiter,
+            rlimiter,
             handler: Some(HandlerConfig {
                 kind: hspec.kind.clone(),
                 retries: hspec.retries.unwrap_or(0),

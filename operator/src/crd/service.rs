@@ -135,6 +135,32 @@ pub struct ServiceSpec {
     /// Commands run around the service's lifetime, as container lifecycle steps of the pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hooks: Option<HooksSpec>,
+    /// Traffic, concurrent-connection and connection-rate limits (GOST `limiters`,
+    /// `climiters`, `rlimiters`, rendered for this service alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<LimitsSpec>,
+}
+
+/// Limits of one service, as GOST limit lines `<scope> <value>…`. The scope is `$` (the
+/// whole service), `$$` (each connection for traffic, each client IP otherwise), an IP or a
+/// CIDR (each client in it; the most specific line wins). Zero or negative means unlimited.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LimitsSpec {
+    /// Bytes per second, `<scope> <in> [<out> [<burst>]]` with units B, KB, MB, GB (1024-based),
+    /// e.g. `$ 100MB 100MB`, `$$ 10MB`. `in` is what the service reads from its clients.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256), inner(length(min = 1, max = 256)))]
+    pub traffic: Vec<String>,
+    /// Concurrent connections, `<scope> <n>`, e.g. `$ 1000`, `$$ 100`. A connection over
+    /// the cap is closed when accepted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256), inner(length(min = 1, max = 256)))]
+    pub connections: Vec<String>,
+    /// New connections per second, `<scope> <rate>` (burst: rate + 1), e.g. `$$ 10`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256), inner(length(min = 1, max = 256)))]
+    pub rate: Vec<String>,
 }
 
 /// GOST `handler:` of a service.

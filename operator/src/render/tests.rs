@@ -746,3 +746,67 @@ fn crd_fields_from_engine_paths() {
     );
     assert_eq!(crd_field("web", "tls"), "tls");
 }
+
+fn limited() -> GostService {
+    mk_gsvc(
+        r#"
+apiVersion: kubegost.io/v1alpha1
+kind: GostService
+metadata: {name: shaped}
+spec:
+  selector: {matchLabels: {app: web}}
+  services:
+  - name: web
+    addr: ":8080"
+    handler: {type: http}
+    limits:
+      traffic: ["$ 100MB 100MB", "$$ 10MB"]
+      connections: ["$ 1000", "$$ 100"]
+      rate: ["$$ 10"]
+  - name: plain
+    addr: ":8081"
+    handler: {type: socks5}
+"#,
+    )
+}
+
+#[test]
+fn limits_become_the_services_own_limiters() {
+    let r = render_ok(&limited(), &[], &[]);
+    let web = svc(&r, "web").unwrap();
+    assert_eq!(web.limiter.as_deref(), Some("web-traffic"));
+    assert_eq!(web.climiter.as_deref(), Some("web-connections"));
+    assert_eq!(web.rlimiter.as_deref(), Some("web-rate"));
+    assert_eq!(r.config.limiters[0].limits, ["$ 100MB 100MB", "$$ 10MB"]);
+    assert_eq!(r.config.climiters[0].limits, ["$ 1000", "$$ 100"]);
+    assert_eq!(r.config.rlimiters[0].limits, ["$$ 10"]);
+    let plain = svc(&r, "plain").unwrap();
+    assert!(plain.limiter.is_none() && plain.climiter.is_none() && plain.rlimiter.is_none());
+}
+
+#[test]
+fn a_bad_limit_line_fails_only_its_service_and_names_the_crd_field() {
+    let mut g = limited();
+    g.spec.services[0].limits.as_mut().unwrap().connections[1] = "$$ lots".into();
+    let r = render_checked(&g, &[], &[], &RenderSettings::default());
+    assert_eq!(r.failed_services, ["web"]);
+    let e = r.errors.iter().map(ToString::to_string).collect::<Vec<_>>();
+    assert!(
+        e.iter()
+            .any(|e| e.contains("spec.services[web].limits.connections[1]")
+                && e.contains("\"lots\"")),
+        "{e:?}"
+    );
+    assert!(svc(&r, "web").unwrap().metadata.contains_key("failClosed"));
+    assert!(!svc(&r, "plain")
+        .unwrap()
+        .metadata
+        .contains_key("failClosed"));
+    assert!(
+        r.config.limiters.is_empty()
+            && r.config.climiters.is_empty()
+            && r.config.rlimiters.is_empty(),
+        "a failed service's limiters are not rendered"
+    );
+    validate(&r, &RenderSettings::default()).unwrap();
+}
