@@ -114,15 +114,15 @@ impl ApiSettings {
             None
         } else {
             Some(Arc::new(move |u: &str, p: &str| {
-                inline
-                    .as_ref()
-                    .is_some_and(|a| a.username == u && a.password == p)
-                    || auther.as_ref().is_some_and(|name| {
-                        engine
-                            .upgrade()
-                            .and_then(|e| e.store.authers.get(name))
-                            .is_some_and(|a| a.authenticate(u, p).is_some())
-                    })
+                inline.as_ref().is_some_and(|a| {
+                    crate::policy::ct_eq(a.username.as_bytes(), u.as_bytes())
+                        & crate::policy::ct_eq(a.password.as_bytes(), p.as_bytes())
+                }) || auther.as_ref().is_some_and(|name| {
+                    engine
+                        .upgrade()
+                        .and_then(|e| e.store.authers.get(name))
+                        .is_some_and(|a| a.authenticate(u, p).is_some())
+                })
             }))
         };
         ApiSettings {

@@ -79,10 +79,26 @@ impl Auther {
     /// Checks credentials; returns the client id (the user name) on success.
     pub fn authenticate(&self, user: &str, pass: &str) -> Option<String> {
         match self.users.get(user) {
-            Some(p) if p.is_empty() || p == pass => Some(user.to_string()),
+            Some(p) if p.is_empty() || ct_eq(p.as_bytes(), pass.as_bytes()) => {
+                Some(user.to_string())
+            }
             _ => None,
         }
     }
+}
+
+/// Compares secrets in time that depends only on their lengths, not on where they differ
+/// (the bytes are folded through `black_box`, so the compiler cannot stop at the first
+/// difference).
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a
+        .iter()
+        .zip(b)
+        .fold(0u8, |acc, (x, y)| std::hint::black_box(acc | (x ^ y)));
+    diff == 0
 }
 
 // === MatcherList (admission / bypass) ===

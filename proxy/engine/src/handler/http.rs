@@ -11,7 +11,9 @@
 //!
 //! | key | type | default | meaning |
 //! |---|---|---|---|
-//! | `readTimeout` | duration | 15s | the request head must arrive within this; also upstream response-header timeout |
+//! | `readTimeout` | duration | 15s | the request head must arrive within this (else 408 and close; GOST has no deadline here); also upstream response-header timeout |
+//! | `maxHeaderBytes` | int | 65536 | largest request head (request line and headers; more: 431 and close) |
+//! | `maxHeaders` | int | 100 | most header lines (more: 431 and close) |
 //! | `idleTimeout` | duration | none | per-direction idle timeout for tunnels |
 //! | `udp` | bool | false | allow UDP over HTTP (`X-Gost-Protocol: udp`) |
 //! | `proxyAgent` / `http.proxyAgent` | string | `gost/3.0` | `Proxy-Agent` of proxy-generated responses |
@@ -20,7 +22,9 @@
 //! | `udp.bufferSize` | int | 4096 | largest datagram |
 //!
 //! Status codes as GOST answers them: 407 bad/missing credentials, 400 `PRI` or a non-http
-//! scheme, 403 bypassed target (or UDP not enabled), 503 target unreachable.
+//! scheme, 403 bypassed target (or UDP not enabled), 503 target unreachable. Beyond GOST, a
+//! head that does not parse gets 400, one over the caps 431, one not complete in time 408;
+//! each closes only that connection.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -40,7 +44,10 @@ use crate::error::{BuildError, DialError};
 use crate::handler::Common;
 use crate::io::{pipe, BoxStream, Outbound, Rewind};
 
+/// Default `maxHeaderBytes`.
 const MAX_HEAD: usize = 64 * 1024;
+/// Default `maxHeaders`.
+const MAX_HEADERS: usize = 100;
 
 type Body = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -54,6 +61,8 @@ pub struct HttpHandler {
     proxy_agent: String,
     headers: Vec<(String, String)>,
     realm: String,
+    max_head: usize,
+    max_headers: usize,
 }
 
 /// Factory for `http`.
@@ -76,6 +85,18 @@ pub fn build(o: &HandlerOpts) -> Result<HttpHandler, BuildError> {
     let realm =
         o.md.string(&["authBasicRealm"])?
             .unwrap_or_else(|| "gost".into());
+    let bounded = |keys: &[&str], def: usize, lo: i64, hi: i64| -> Result<usize, BuildError> {
+        match o.md.int(keys)? {
+            None => Ok(def),
+            Some(v) if (lo..=hi).contains(&v) => Ok(v as usize),
+            Some(v) => Err(BuildError::new(
+                format!("{}.metadata.{}", o.path, keys[0]),
+                format!("{v} is out of range (accepted: {lo} to {hi})"),
+            )),
+        }
+    };
+    let max_head = bounded(&["maxHeaderBytes"], MAX_HEAD, 1024, 16 << 20)?;
+    let max_headers = bounded(&["maxHeaders"], MAX_HEADERS, 1, 10_000)?;
     o.md.mark_known(&["keepalive", "compression", "probeResist", "knock"]);
     Ok(HttpHandler {
         o: o.clone(),
@@ -85,7 +106,22 @@ pub fn build(o: &HandlerOpts) -> Result<HttpHandler, BuildError> {
         proxy_agent,
         headers,
         realm,
+        max_head,
+        max_headers,
     })
+}
+
+/// Why no request head could be read.
+#[derive(Debug)]
+enum HeadError {
+    /// The client closed first.
+    Closed,
+    /// Over `maxHeaderBytes` or `maxHeaders`: 431.
+    TooLarge(&'static str),
+    /// Not HTTP/1: 400.
+    Malformed(String),
+    /// A read failed.
+    Io(std::io::Error),
 }
 
 /// A parsed request head.
@@ -104,19 +140,23 @@ impl Head {
     }
 }
 
-/// Reads one request head; returns it, every byte read so far, and the head's length.
-async fn read_head(conn: &mut BoxStream) -> Result<(Head, Vec<u8>, usize), HandlerError> {
+/// Reads one request head of at most `max_head` bytes and `max_headers` header lines;
+/// returns it, every byte read so far, and the head's length.
+async fn read_head(
+    conn: &mut BoxStream,
+    max_head: usize,
+    max_headers: usize,
+) -> Result<(Head, Vec<u8>, usize), HeadError> {
     let mut buf = Vec::with_capacity(4096);
     let mut tmp = [0u8; 4096];
     loop {
-        let n = conn.read(&mut tmp).await?;
+        let room = (max_head + 1).saturating_sub(buf.len()).clamp(1, tmp.len());
+        let n = conn.read(&mut tmp[..room]).await.map_err(HeadError::Io)?;
         if n == 0 {
-            return Err(HandlerError::Protocol(
-                "connection closed before a complete request head".into(),
-            ));
+            return Err(HeadError::Closed);
         }
         buf.extend_from_slice(&tmp[..n]);
-        let mut hs = [httparse::EMPTY_HEADER; 100];
+        let mut hs = vec![httparse::EMPTY_HEADER; max_headers];
         let mut req = httparse::Request::new(&mut hs);
         match req.parse(&buf) {
             Ok(httparse::Status::Complete(len)) => {
@@ -137,15 +177,14 @@ async fn read_head(conn: &mut BoxStream) -> Result<(Head, Vec<u8>, usize), Handl
                 // Keep the whole buffer: forwarding replays the head to the HTTP server.
                 return Ok((head, buf, len));
             }
-            Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => continue,
+            Ok(httparse::Status::Partial) if buf.len() <= max_head => continue,
             Ok(httparse::Status::Partial) => {
-                return Err(HandlerError::Protocol("request head too large".into()))
+                return Err(HeadError::TooLarge("request head over maxHeaderBytes"))
             }
-            Err(e) => {
-                return Err(HandlerError::Protocol(format!(
-                    "malformed HTTP request: {e}"
-                )))
+            Err(httparse::Error::TooManyHeaders) => {
+                return Err(HeadError::TooLarge("more header lines than maxHeaders"))
             }
+            Err(e) => return Err(HeadError::Malformed(format!("malformed HTTP request: {e}"))),
         }
     }
 }
@@ -223,10 +262,35 @@ impl HttpHandler {
 
     /// Serves one HTTP proxy connection.
     pub async fn serve(&self, mut conn: BoxStream, ctx: ConnCtx) -> Result<(), HandlerError> {
-        let (head, buf, head_len) =
-            tokio::time::timeout(self.common.read_timeout, read_head(&mut conn))
-                .await
-                .map_err(|_| HandlerError::Protocol("request head timed out".into()))??;
+        let read = read_head(&mut conn, self.max_head, self.max_headers);
+        let failed = match tokio::time::timeout(self.common.read_timeout, read).await {
+            Ok(Ok(head)) => Ok(head),
+            Err(_) => Err((
+                Some(StatusCode::REQUEST_TIMEOUT),
+                "request head timed out".to_string(),
+            )),
+            Ok(Err(HeadError::TooLarge(w))) => Err((
+                Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
+                w.to_string(),
+            )),
+            Ok(Err(HeadError::Malformed(w))) => Err((Some(StatusCode::BAD_REQUEST), w)),
+            Ok(Err(HeadError::Closed)) => Err((
+                None,
+                "connection closed before a complete request head".to_string(),
+            )),
+            Ok(Err(HeadError::Io(e))) => return Err(e.into()),
+        };
+        let (head, buf, head_len) = match failed {
+            Ok(h) => h,
+            Err((status, msg)) => {
+                if let Some(st) = status {
+                    let close = [("Connection", "close".to_string())];
+                    let _ = conn.write_all(&self.simple_response(st, &close)).await;
+                    let _ = conn.shutdown().await;
+                }
+                return Err(HandlerError::Protocol(msg));
+            }
+        };
         let connect = head.method.eq_ignore_ascii_case("CONNECT");
         let udp = head
             .header("X-Gost-Protocol")

@@ -25,6 +25,7 @@
 //! | `readBufferSize` / `udp.bufferSize` | int | 8192 | largest datagram (longer ones are truncated) |
 //! | `readQueueSize` / `recvQueueSize` | int | 1024 | datagrams queued per session (overflow is dropped) |
 //! | `backlog` | int | 128 | sessions waiting for the handler (overflow is dropped) |
+//! | `maxSessions` | int | 8192 | live sessions; a new client's datagrams are dropped while full |
 
 use std::io;
 use std::net::SocketAddr;
@@ -53,6 +54,7 @@ fn opts(o: &ListenerOpts) -> Result<SessionOpts, BuildError> {
         buf_size: 8192,
         queue: 1024,
         backlog: 128,
+        max_sessions: super::udp::MAX_SESSIONS,
     };
     super::udp::session_opts(o, &defaults)
 }

@@ -23,6 +23,7 @@
 //! | `readBufferSize` / `udp.bufferSize` | int | 4096 | largest datagram (longer ones are truncated) |
 //! | `readQueueSize` / `recvQueueSize` | int | 128 | datagrams queued per session (overflow is dropped) |
 //! | `backlog` | int | 128 | sessions waiting for the handler (overflow is dropped) |
+//! | `maxSessions` | int | 8192 | live sessions (client addresses); a new client's datagrams are dropped while the table is full (GOST: unbounded) |
 
 use std::collections::HashMap;
 use std::io;
@@ -72,7 +73,12 @@ pub struct SessionOpts {
     pub queue: usize,
     /// Sessions waiting for the handler.
     pub backlog: usize,
+    /// Live sessions at most.
+    pub max_sessions: usize,
 }
+
+/// Default `maxSessions`.
+pub const MAX_SESSIONS: usize = 8192;
 
 /// One client's UDP session (the core [`UdpSession`] of the `udp` and `rudp` listeners).
 pub struct Session {
@@ -301,6 +307,10 @@ async fn read_loop(
                 }
                 continue;
             }
+            if map.len() >= o.max_sessions {
+                tracing::debug!(%peer, max = o.max_sessions, "udp session table full: datagram of a new client dropped");
+                continue;
+            }
         }
         let (tx, rx) = mpsc::channel(o.queue.max(1));
         let active = Arc::new(AtomicBool::new(true));
@@ -359,12 +369,23 @@ pub fn session_opts(o: &ListenerOpts, defaults: &SessionOpts) -> Result<SessionO
     let backlog =
         o.md.int(&["backlog"])?
             .map_or(defaults.backlog, |v| v.clamp(1, 65536) as usize);
+    let max_sessions = match o.md.int(&["maxSessions"])? {
+        None => defaults.max_sessions,
+        Some(v) if (1..=1_000_000).contains(&v) => v as usize,
+        Some(v) => {
+            return Err(BuildError::new(
+                format!("{}.metadata.maxSessions", o.path),
+                format!("{v} is out of range (accepted: 1 to 1000000)"),
+            ))
+        }
+    };
     Ok(SessionOpts {
         keepalive: defaults.keepalive,
         ttl,
         buf_size,
         queue,
         backlog,
+        max_sessions,
     })
 }
 
@@ -375,6 +396,7 @@ fn opts(o: &ListenerOpts) -> Result<SessionOpts, BuildError> {
         buf_size: 4096,
         queue: 128,
         backlog: 128,
+        max_sessions: MAX_SESSIONS,
     };
     o.md.mark_known(&["stateless"]);
     session_opts(o, &defaults)

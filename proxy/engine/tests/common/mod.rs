@@ -586,3 +586,43 @@ pub async fn guarded_relay(to: SocketAddr) -> (SocketAddr, PidSlot) {
     });
     (addr, slot)
 }
+
+/// Open file descriptors of process `pid`.
+pub fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// Resident memory of process `pid`, KiB (`VmRSS`).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next().map(str::to_string))
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// TCP sockets of process `pid` in CLOSE_WAIT (the peer closed, the process did not).
+pub fn close_wait_of(pid: u32) -> usize {
+    let mine = socket_inodes(pid);
+    proc_sockets("tcp")
+        .iter()
+        .filter(|r| r.state == 0x08 && mine.contains(&r.inode))
+        .count()
+}
+
+/// Polls (every 100 ms, at most `secs`) until the process's open descriptors are within
+/// `slack` of `baseline`; returns the last count.
+pub fn fds_settle(pid: u32, baseline: usize, slack: usize, secs: u64) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let n = fd_count(pid);
+        if n <= baseline + slack || Instant::now() > deadline {
+            return n;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

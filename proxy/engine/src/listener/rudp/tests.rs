@@ -9,6 +9,7 @@ fn opts(keepalive: bool) -> SessionOpts {
         buf_size: 8192,
         queue: 4,
         backlog: 4,
+        max_sessions: 64,
     }
 }
 
@@ -133,4 +134,35 @@ async fn full_backlog_and_queues_drop_instead_of_growing() {
         n += 1;
     }
     assert_eq!(n, 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_session_table_drops_new_clients_until_a_place_frees() {
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    let local = StreamPacket::new(Box::new(a));
+    let remote = StreamPacket::new(Box::new(b));
+    let o = SessionOpts {
+        max_sessions: 2,
+        ..opts(true)
+    };
+    let demux = Demux::start(Arc::new(TunnelWire(Arc::new(local))), &o);
+    remote.send_to(b"a", "10.0.0.1:1000").await.unwrap();
+    remote.send_to(b"b", "10.0.0.2:2000").await.unwrap();
+    remote.send_to(b"c", "10.0.0.3:3000").await.unwrap();
+    remote.send_to(b"a2", "10.0.0.1:1000").await.unwrap();
+    let a = demux.accept().await.unwrap();
+    let _b = demux.accept().await.unwrap();
+    assert_eq!(&a.recv().await.unwrap()[..], b"a");
+    // a2 arrived after c: once it is in, c has been read and dropped
+    assert_eq!(&a.recv().await.unwrap()[..], b"a2");
+    assert_eq!(demux.len(), 2, "the third client got no session");
+    a.close();
+    remote.send_to(b"c2", "10.0.0.3:3000").await.unwrap();
+    let c = demux.accept().await.unwrap();
+    assert_eq!(c.peer().to_string(), "10.0.0.3:3000");
+    assert_eq!(
+        &c.recv().await.unwrap()[..],
+        b"c2",
+        "c's first datagram was dropped, not queued"
+    );
 }
