@@ -7,8 +7,9 @@
 #   core        0-2    addr error files < io md < component  (I/O, addresses, errors, metadata,
 #                      every component trait and the type-string registry)
 #   protocols   3-4    wire formats and policies the components share (tls, mux, ws, socks,
-#                      relay, matcher, policy, limiter, resolver, hooks, metrics)
-#   components  5-6    listener handler connector dialer fail_closed (one module per GOST type
+#                      relay, matcher, policy, resolver, hooks, metrics)
+#   components  5-6    limiter (limiters, climiters, rlimiters; built on policy's sources),
+#                      listener handler connector dialer fail_closed (one module per GOST type
 #                      string) < components (the one registration list)
 #   runtime     7-9    chain < store < router, service
 #   assembly    10-11  build < engine
@@ -21,7 +22,8 @@ src=proxy/engine/src
 declare -A layer=(
   [addr]=0 [error]=0 [files]=0 [io]=1 [md]=1 [component]=2
   [matcher]=3 [resolver]=3 [hooks]=3 [metrics]=3 [tls]=3 [mux]=3 [socks]=3 [relay]=3
-  [policy]=4 [ws]=4 [limiter]=4
+  [policy]=4 [ws]=4
+  [limiter]=5
   [listener]=5 [handler]=5 [connector]=5 [dialer]=5 [fail_closed]=5 [components]=6
   [chain]=7 [store]=8 [router]=9 [service]=9
   [build]=10 [engine]=11

@@ -62,18 +62,20 @@ impl<T> Default for Scoped<T> {
 }
 
 impl<T> Scoped<T> {
-    /// The limit for one client: its IP line, else the most specific CIDR, else `$$`.
-    pub fn for_ip(&self, ip: IpAddr) -> Option<&T> {
+    /// The line naming one client: its IP line, else the most specific CIDR containing it.
+    pub fn client(&self, ip: IpAddr) -> Option<&T> {
         let ip = ip.to_canonical();
-        self.ips
-            .get(&ip)
-            .or_else(|| {
-                self.cidrs
-                    .iter()
-                    .find(|(net, bits, _)| crate::matcher::ip_in_cidr(ip, *net, *bits))
-                    .map(|(_, _, v)| v)
-            })
-            .or(self.each.as_ref())
+        self.ips.get(&ip).or_else(|| {
+            self.cidrs
+                .iter()
+                .find(|(net, bits, _)| crate::matcher::ip_in_cidr(ip, *net, *bits))
+                .map(|(_, _, v)| v)
+        })
+    }
+
+    /// The limit for one client: [`Scoped::client`], else `$$`.
+    pub fn for_ip(&self, ip: IpAddr) -> Option<&T> {
+        self.client(ip).or(self.each.as_ref())
     }
 
     /// Whether no line limits anything.
@@ -93,12 +95,7 @@ fn lines(path: &str, c: &LimiterConfig) -> Result<Vec<(String, String)>, BuildEr
         ("http", &c.http),
         ("plugin", &c.plugin),
     ] {
-        if v.is_some() {
-            return Err(BuildError::new(
-                format!("{path}.{what}"),
-                format!("the `{what}` source is not supported by gost-proxy (supported: inline `limits` and `file`)"),
-            ));
-        }
+        crate::policy::unsupported_source(path, what, v)?;
     }
     let mut out: Vec<(String, String)> = c
         .limits
@@ -107,14 +104,11 @@ fn lines(path: &str, c: &LimiterConfig) -> Result<Vec<(String, String)>, BuildEr
         .map(|(i, l)| (format!("{path}.limits[{i}]"), l.clone()))
         .collect();
     if let Some(f) = &c.file {
-        let text = crate::files::read_to_string(&f.path).map_err(|e| {
-            BuildError::new(
-                format!("{path}.file.path"),
-                format!("cannot read {:?}: {e}", f.path),
-            )
-        })?;
-        for (i, l) in text.lines().enumerate() {
-            out.push((format!("{path}.file[{}:{}]", f.path, i + 1), l.to_string()));
+        for (i, l) in crate::policy::read_lines(path, &f.path)?
+            .into_iter()
+            .enumerate()
+        {
+            out.push((format!("{path}.file[{}:{}]", f.path, i + 1), l));
         }
     }
     Ok(out)

@@ -9,7 +9,7 @@ use gost_config::{AuthConfig, AutherConfig, HostsConfig, MatcherListConfig};
 use crate::error::BuildError;
 use crate::matcher::{Matcher, MatcherSet};
 
-fn unsupported_source(
+pub(crate) fn unsupported_source(
     path: &str,
     what: &str,
     v: &Option<serde_json::Value>,
@@ -23,7 +23,7 @@ fn unsupported_source(
     Ok(())
 }
 
-fn read_lines(path: &str, file: &str) -> Result<Vec<String>, BuildError> {
+pub(crate) fn read_lines(path: &str, file: &str) -> Result<Vec<String>, BuildError> {
     crate::files::read_to_string(file)
         .map(|t| t.lines().map(str::to_string).collect())
         .map_err(|e| {

@@ -97,19 +97,7 @@ impl TrafficLimiter {
             wr.extend(o);
         };
         push(self.service.clone());
-        let shared = self
-            .limits
-            .ips
-            .get(&ip)
-            .or_else(|| {
-                self.limits
-                    .cidrs
-                    .iter()
-                    .find(|(net, bits, _)| crate::matcher::ip_in_cidr(ip, *net, *bits))
-                    .map(|(_, _, v)| v)
-            })
-            .copied();
-        match shared {
+        match self.limits.client(ip).copied() {
             Some(r) => {
                 let mut clients = self.clients.lock();
                 clients.retain(|_, (a, b)| a.strong_count() + b.strong_count() > 0);
