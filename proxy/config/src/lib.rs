@@ -144,6 +144,23 @@ pub enum ConfigError {
     /// JSON syntax or shape error.
     #[error("invalid JSON config: {0}")]
     Json(#[from] serde_json::Error),
+    /// The document is larger than [`MAX_CONFIG_BYTES`].
+    #[error("config document of {len} bytes is too large (accepted: at most {max} bytes)", max = MAX_CONFIG_BYTES)]
+    TooLarge {
+        /// Size of the rejected document.
+        len: usize,
+    },
+}
+
+/// The largest config document accepted (16 MiB): a config with thousands of services fits,
+/// and a runaway or hostile document is refused before it is parsed.
+pub const MAX_CONFIG_BYTES: usize = 16 << 20;
+
+fn check_size(text: &str) -> Result<(), ConfigError> {
+    if text.len() > MAX_CONFIG_BYTES {
+        return Err(ConfigError::TooLarge { len: text.len() });
+    }
+    Ok(())
 }
 
 /// Returns true for a value equal to its type's default (serde `skip_serializing_if`).
@@ -156,6 +173,7 @@ pub fn is_default<T: Default + PartialEq>(v: &T) -> bool {
 impl Config {
     /// Parses YAML text.
     pub fn from_yaml(text: &str) -> Result<Config, ConfigError> {
+        check_size(text)?;
         if text.trim().is_empty() {
             return Ok(Config::default());
         }
@@ -164,6 +182,7 @@ impl Config {
 
     /// Parses JSON text.
     pub fn from_json(text: &str) -> Result<Config, ConfigError> {
+        check_size(text)?;
         Ok(serde_json::from_str(text)?)
     }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::error::{Context as _, ProgramError};
 use gost_config::Config;
+use std::io::Read as _;
 use tokio::io::AsyncReadExt;
 
 use crate::args::Cli;
@@ -26,8 +27,26 @@ pub fn version() -> String {
     )
 }
 
+/// Reads a config document, refusing one over [`gost_config::MAX_CONFIG_BYTES`] without
+/// reading more than one byte past the limit.
+fn read_bounded(mut r: impl std::io::Read) -> std::io::Result<String> {
+    let mut buf = Vec::new();
+    std::io::Read::take(&mut r, gost_config::MAX_CONFIG_BYTES as u64 + 1).read_to_end(&mut buf)?;
+    if buf.len() > gost_config::MAX_CONFIG_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "larger than {} bytes, the largest config document accepted",
+                gost_config::MAX_CONFIG_BYTES
+            ),
+        ));
+    }
+    String::from_utf8(buf).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
 fn load_file(path: &Path) -> Result<Config, ProgramError> {
-    let text = std::fs::read_to_string(path)
+    let text = std::fs::File::open(path)
+        .and_then(read_bounded)
         .with_context(|| format!("-C {}: cannot read", path.display()))?;
     let fmt = match path.extension().and_then(|e| e.to_str()) {
         Some("json") => gost_config::Format::Json,
@@ -47,11 +66,13 @@ pub fn dir_files(dir: &Path) -> Result<Vec<std::path::PathBuf>, ProgramError> {
 pub async fn load_source(src: &str) -> Result<Config, ProgramError> {
     let t = src.trim();
     if t == "-" {
-        let mut s = String::new();
+        let mut buf = Vec::new();
         tokio::io::stdin()
-            .read_to_string(&mut s)
+            .take(gost_config::MAX_CONFIG_BYTES as u64 + 1)
+            .read_to_end(&mut buf)
             .await
             .context("-C -: cannot read stdin")?;
+        let s = read_bounded(&buf[..]).context("-C -: cannot read stdin")?;
         return Config::parse_detect(&s).context("-C -");
     }
     if t.starts_with('{') && t.ends_with('}') {
