@@ -143,13 +143,20 @@ pub enum ConfigError {
     Yaml(String),
     /// JSON syntax or shape error.
     #[error("invalid JSON config: {0}")]
-    Json(#[from] serde_json::Error),
+    // not a `#[source]`: the message already includes it, and error chains would repeat it
+    Json(serde_json::Error),
     /// The document is larger than [`MAX_CONFIG_BYTES`].
     #[error("config document of {len} bytes is too large (accepted: at most {max} bytes)", max = MAX_CONFIG_BYTES)]
     TooLarge {
         /// Size of the rejected document.
         len: usize,
     },
+}
+
+impl From<serde_json::Error> for ConfigError {
+    fn from(e: serde_json::Error) -> ConfigError {
+        ConfigError::Json(e)
+    }
 }
 
 /// The largest config document accepted (16 MiB): a config with thousands of services fits,
