@@ -63,7 +63,7 @@ fn oversized_and_nested_documents_are_refused_in_bounded_memory() {
     // ten anchors of ten aliases each: 10^10 nodes once expanded
     let mut bomb = vec![format!(
         "      a0: &a0 [{}]",
-        vec!["\"xxxxxxxxxxxxxxxx\""; 10].join(",")
+        ["\"xxxxxxxxxxxxxxxx\""; 10].join(",")
     )];
     for i in 1..10 {
         bomb.push(format!(
