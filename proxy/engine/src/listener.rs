@@ -23,6 +23,38 @@ use crate::component::{Inbound, Listener, ListenerOpts};
 use crate::error::BuildError;
 use crate::io::BoxStream;
 
+/// First and largest pause of an accept loop when the process is out of descriptors or
+/// memory (EMFILE, ENFILE, ENOBUFS, ENOMEM): 10 ms doubling to 1 s, so the loop neither spins
+/// at the limit nor waits long once descriptors are free again.
+pub const EXHAUSTED_FIRST: Duration = Duration::from_millis(10);
+pub const EXHAUSTED_MAX: Duration = Duration::from_secs(1);
+
+/// What an accept error means for the loop.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AcceptError {
+    /// One pending connection failed (reset or aborted before it was accepted).
+    Connection,
+    /// The process or system is out of descriptors or memory.
+    Exhausted,
+    /// The listener itself failed.
+    Listener,
+}
+
+pub fn accept_error(e: &std::io::Error) -> AcceptError {
+    use std::io::ErrorKind::*;
+    match e.raw_os_error() {
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
+            return AcceptError::Exhausted
+        }
+        Some(libc::EPROTO | libc::EPERM) => return AcceptError::Connection,
+        _ => {}
+    }
+    match e.kind() {
+        ConnectionAborted | ConnectionReset | Interrupted | WouldBlock => AcceptError::Connection,
+        _ => AcceptError::Listener,
+    }
+}
+
 /// Where an upgraded connection (or each stream of a multiplexed one) is delivered.
 pub type Accepted = mpsc::Sender<(BoxStream, SocketAddr)>;
 
@@ -56,17 +88,29 @@ impl Queued {
         let (tx, rx) = mpsc::channel(backlog.max(1));
         let task = tokio::spawn(async move {
             let mut set = tokio::task::JoinSet::new();
+            let mut exhausted = EXHAUSTED_FIRST;
             loop {
                 tokio::select! {
                     r = l.accept() => match r {
                         Ok((s, peer)) => {
+                            exhausted = EXHAUSTED_FIRST;
                             let _ = s.set_nodelay(true);
                             set.spawn(upgrade(Box::new(s), peer, tx.clone()));
                         }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
+                        Err(e) => match accept_error(&e) {
+                            AcceptError::Connection => {}
+                            AcceptError::Exhausted => {
+                                if exhausted == EXHAUSTED_FIRST {
+                                    tracing::warn!(error = %e, "accept: out of resources; backing off until descriptors are free");
+                                }
+                                tokio::time::sleep(exhausted).await;
+                                exhausted = (exhausted * 2).min(EXHAUSTED_MAX);
+                            }
+                            AcceptError::Listener => {
+                                tracing::warn!(error = %e, "accept failed");
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                            }
+                        },
                     },
                     Some(_) = set.join_next(), if !set.is_empty() => {}
                     _ = tx.closed() => return,
@@ -112,4 +156,23 @@ pub fn backlog(o: &ListenerOpts) -> Result<usize, BuildError> {
     o.md.mark_known(crate::md::TCP_KEYS);
     o.md.mark_known(&["reuseport", "reusePort"]);
     Ok(o.md.int(&["backlog"])?.unwrap_or(128).clamp(1, 65536) as usize)
+}
+
+#[cfg(test)]
+mod accept_tests {
+    use super::*;
+
+    #[test]
+    fn accept_errors_are_classified() {
+        let os = std::io::Error::from_raw_os_error;
+        assert_eq!(accept_error(&os(libc::EMFILE)), AcceptError::Exhausted);
+        assert_eq!(accept_error(&os(libc::ENFILE)), AcceptError::Exhausted);
+        assert_eq!(
+            accept_error(&os(libc::ECONNABORTED)),
+            AcceptError::Connection
+        );
+        assert_eq!(accept_error(&os(libc::EINVAL)), AcceptError::Listener);
+        let tls = std::io::Error::new(std::io::ErrorKind::InvalidData, "bad handshake");
+        assert_eq!(accept_error(&tls), AcceptError::Listener);
+    }
 }

@@ -215,6 +215,7 @@ impl Service {
         self.served.send_replace(true);
         self.metrics.service_up(true);
         let mut backoff = Duration::from_secs(1);
+        let mut exhausted = crate::listener::EXHAUSTED_FIRST;
         loop {
             let accepted = tokio::select! {
                 _ = self.stop_accept.cancelled() => break,
@@ -223,19 +224,38 @@ impl Service {
             let (conn, peer) = match accepted {
                 Ok(x) => {
                     backoff = Duration::from_secs(1);
+                    exhausted = crate::listener::EXHAUSTED_FIRST;
                     x
                 }
-                Err(e) => {
-                    self.set_state(State::Failed);
-                    tracing::warn!(service = %self.name, error = %e, "accept: retrying in {backoff:?}");
-                    tokio::select! {
-                        _ = self.stop_accept.cancelled() => break,
-                        _ = tokio::time::sleep(backoff) => {}
+                Err(e) => match crate::listener::accept_error(&e) {
+                    // the connection died in the backlog: nothing to wait for
+                    crate::listener::AcceptError::Connection => continue,
+                    // out of descriptors or memory: the listener is fine and the pending
+                    // connections stay queued; retry soon without spinning
+                    crate::listener::AcceptError::Exhausted => {
+                        if exhausted == crate::listener::EXHAUSTED_FIRST {
+                            tracing::warn!(service = %self.name, error = %e, "accept: out of resources; backing off until descriptors are free");
+                        }
+                        self.metrics.handler_error(&self.name, "");
+                        tokio::select! {
+                            _ = self.stop_accept.cancelled() => break,
+                            _ = tokio::time::sleep(exhausted) => {}
+                        }
+                        exhausted = (exhausted * 2).min(crate::listener::EXHAUSTED_MAX);
+                        continue;
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                    self.set_state(State::Ready);
-                    continue;
-                }
+                    crate::listener::AcceptError::Listener => {
+                        self.set_state(State::Failed);
+                        tracing::warn!(service = %self.name, error = %e, "accept: retrying in {backoff:?}");
+                        tokio::select! {
+                            _ = self.stop_accept.cancelled() => break,
+                            _ = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        self.set_state(State::Ready);
+                        continue;
+                    }
+                },
             };
             let ip = peer.ip().to_string();
             let ip = ip.strip_prefix("::ffff:").unwrap_or(&ip).to_string();
