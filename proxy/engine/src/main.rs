@@ -6,6 +6,10 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // system name lookups (getaddrinfo, for targets no configured resolver handles) run on
+        // blocking threads: 64 at most, so a flood of slow lookups queues instead of growing
+        // the process by hundreds of threads (tokio's default cap is 512)
+        .max_blocking_threads(64)
         .build()
     {
         Ok(rt) => rt,

@@ -792,3 +792,110 @@ async fn at_the_descriptor_limit_accept_backs_off_and_recovers() {
     let mut proxy = proxy;
     assert!(proxy.child.try_wait().unwrap().is_none(), "{logs}");
 }
+
+/// Threads of process `pid`.
+fn threads_of(pid: u32) -> usize {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// bench.md §8.3 row 10: 1,000 SOCKS5 CONNECTs to names whose only name server (on loopback)
+/// never answers. Every client gets a failure reply, and the proxy's thread count stays flat
+/// (cf. GOST#550, one thread per pending lookup until the process died).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_lookups_against_a_silent_name_server_fail_without_new_threads() {
+    const CLIENTS: usize = 1000;
+    // a name server that reads queries and never answers
+    let silent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let ns = silent.local_addr().unwrap();
+    let queries = Arc::new(AtomicUsize::new(0));
+    let q = Arc::clone(&queries);
+    tokio::spawn(async move {
+        let mut b = [0u8; 1500];
+        while silent.recv_from(&mut b).await.is_ok() {
+            q.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("gost.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "services:\n- name: s\n  addr: 127.0.0.1:{port}\n  resolver: silent\n  handler: {{type: socks5}}\n  listener: {{type: tcp}}\n\
+             resolvers:\n- name: silent\n  nameservers:\n  - addr: udp://{ns}\n    timeout: 2s\n"
+        ),
+    )
+    .unwrap();
+    let cfg_s = cfg.to_str().unwrap().to_string();
+    let proxy = tokio::task::spawn_blocking(move || Proxy::start(&["-C", &cfg_s], &[port]))
+        .await
+        .unwrap();
+    let pid = proxy.pid();
+    let base_threads = threads_of(pid);
+    let peak = Arc::new(AtomicUsize::new(base_threads));
+    let sampling = {
+        let peak = Arc::clone(&peak);
+        tokio::spawn(async move {
+            loop {
+                peak.fetch_max(threads_of(pid), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..CLIENTS {
+        tasks.spawn(async move {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+            let host = format!("host-{i}.kubegost.test");
+            let mut req = vec![5, 1, 0, 5, 1, 0, 3, host.len() as u8];
+            req.extend_from_slice(host.as_bytes());
+            req.extend_from_slice(&80u16.to_be_bytes());
+            s.write_all(&req).await.ok()?;
+            let mut rep = [0u8; 4];
+            tokio::time::timeout(Duration::from_secs(60), async {
+                s.read_exact(&mut rep[..2]).await?;
+                s.read_exact(&mut rep).await
+            })
+            .await
+            .ok()?
+            .ok()?;
+            Some((rep[1], started.elapsed()))
+        });
+    }
+    let mut replies = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        replies.push(r.unwrap());
+    }
+    sampling.abort();
+    let answered: Vec<(u8, Duration)> = replies.iter().flatten().copied().collect();
+    let succeeded = answered.iter().filter(|(rep, _)| *rep == 0).count();
+    let slowest = answered.iter().map(|(_, t)| *t).max().unwrap_or_default();
+    let peak = peak.load(Ordering::Relaxed);
+    eprintln!(
+        "{CLIENTS} lookups to a silent name server: {} failure replies (REP {:?}), {succeeded} successes, last after {slowest:.1?}; \
+         {} queries seen; threads {base_threads} -> peak {peak}",
+        answered.len(),
+        answered.iter().map(|(r, _)| *r).collect::<std::collections::BTreeSet<_>>(),
+        queries.load(Ordering::Relaxed),
+    );
+    assert_eq!(answered.len(), CLIENTS, "clients left without a reply");
+    assert_eq!(succeeded, 0);
+    assert!(
+        peak <= base_threads + 4,
+        "threads grew from {base_threads} to {peak} under pending lookups"
+    );
+    let mut proxy = proxy;
+    assert!(
+        proxy.child.try_wait().unwrap().is_none(),
+        "{}",
+        proxy.logs()
+    );
+}
