@@ -899,3 +899,161 @@ async fn a_thousand_lookups_against_a_silent_name_server_fail_without_new_thread
         proxy.logs()
     );
 }
+
+/// A loopback HTTP origin that records every byte each connection sent (read until a pause of
+/// 300 ms or EOF), answering `200 ok` to whatever arrived.
+async fn recording_origin() -> (SocketAddr, Arc<parking_lot::Mutex<Vec<Vec<u8>>>>) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    let seen: Arc<parking_lot::Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let log = Arc::clone(&seen);
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let log = Arc::clone(&log);
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut b = [0u8; 8192];
+                while let Ok(Ok(n)) =
+                    tokio::time::timeout(Duration::from_millis(300), s.read(&mut b)).await
+                {
+                    if n == 0 {
+                        break;
+                    }
+                    got.extend_from_slice(&b[..n]);
+                }
+                log.lock().push(got);
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                    )
+                    .await;
+            });
+        }
+    });
+    (a, seen)
+}
+
+/// Sends `req` and reads the answer until the proxy closes (at most 10 s).
+async fn exchange(port: u16, req: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let _ = s.write_all(req).await;
+    let mut r = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut r)).await;
+    r
+}
+
+/// bench.md §8.3 rows 4 and 5: oversized heads get 431 and smuggling shapes 400, both without
+/// anything reaching the origin; a bare-LF request is forwarded with CRLF framing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_heads_and_smuggling_shapes_are_refused_before_the_origin() {
+    let (o, seen) = recording_origin().await;
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let _proxy = tokio::task::spawn_blocking(move || Proxy::start(&["-L", &url], &[port]))
+        .await
+        .unwrap();
+    let head = format!("GET http://{o}/ HTTP/1.1\r\nHost: {o}\r\n");
+    let many: String = (0..10_000).map(|i| format!("X-{i}: v\r\n")).collect();
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("64 KiB request line", format!("GET http://{o}/{} HTTP/1.1\r\nHost: {o}\r\n\r\n", "a".repeat(64 * 1024)), "431"),
+        ("1 MiB header", format!("{head}X-Big: {}\r\n\r\n", "a".repeat(1 << 20)), "431"),
+        ("10,000 headers", format!("{head}{many}\r\n"), "431"),
+        (
+            "Content-Length with Transfer-Encoding",
+            format!("POST http://{o}/ HTTP/1.1\r\nHost: {o}\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: {o}\r\n\r\n"),
+            "400",
+        ),
+        ("two Content-Length values", format!("POST http://{o}/ HTTP/1.1\r\nHost: {o}\r\nContent-Length: 4\r\nContent-Length: 40\r\n\r\nabcd"), "400"),
+        ("two Host headers", format!("{head}Host: elsewhere.test\r\n\r\n"), "400"),
+        ("obs-fold", format!("{head}X-Folded: a\r\n  b\r\n\r\n"), "400"),
+        ("NUL in a value", format!("{head}X-Nul: a\0b\r\n\r\n"), "400"),
+        ("unknown transfer coding", format!("POST http://{o}/ HTTP/1.1\r\nHost: {o}\r\nTransfer-Encoding: xchunked\r\n\r\nabc"), "400"),
+    ];
+    for (what, req, status) in &cases {
+        let before = seen.lock().len();
+        let r = exchange(port, req.as_bytes()).await;
+        let line = String::from_utf8_lossy(&r[..r.len().min(40)]).to_string();
+        eprintln!("{what}: {line:?}");
+        assert!(
+            r.starts_with(format!("HTTP/1.1 {status}").as_bytes()),
+            "{what}: want {status}, got {line:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            seen.lock().len(),
+            before,
+            "{what}: the origin was contacted"
+        );
+    }
+    let r = exchange(
+        port,
+        format!("GET http://{o}/ HTTP/1.1\nHost: {o}\n\n").as_bytes(),
+    )
+    .await;
+    assert!(
+        r.starts_with(b"HTTP/1.1 200"),
+        "bare LF: {:?}",
+        String::from_utf8_lossy(&r)
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let last = seen.lock().last().cloned().unwrap_or_default();
+    assert!(
+        last.starts_with(b"GET / HTTP/1.1\r\n")
+            && !last.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r'),
+        "bare-LF request forwarded as {:?}",
+        String::from_utf8_lossy(&last)
+    );
+}
+
+/// The head deadline holds for a keep-alive connection's later requests too: after one
+/// complete request, a second head trickled a byte every 250 ms is cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_request_head_trickled_on_a_kept_connection_is_cut() {
+    let o = origin().await;
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}?readTimeout=2s");
+    let _proxy = tokio::task::spawn_blocking(move || Proxy::start(&["-L", &url], &[port]))
+        .await
+        .unwrap();
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    s.write_all(format!("GET http://{o}/ HTTP/1.1\r\nHost: {o}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut first = vec![0u8; 4096];
+    let n = s.read(&mut first).await.unwrap();
+    assert!(
+        first[..n].starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&first[..n])
+    );
+    // drain the first answer's body
+    let _ = tokio::time::timeout(Duration::from_millis(300), s.read(&mut first)).await;
+    let t = Instant::now();
+    let trickle = format!(
+        "GET http://{o}/ HTTP/1.1\r\nHost: {o}\r\nX-Slow: {}",
+        "a".repeat(400)
+    );
+    let mut closed = false;
+    for b in trickle.bytes() {
+        if s.write_all(&[b]).await.is_err() {
+            closed = true;
+            break;
+        }
+        match tokio::time::timeout(Duration::from_millis(250), s.read(&mut first)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                closed = true;
+                break;
+            }
+            _ => {}
+        }
+    }
+    eprintln!(
+        "second head trickled: closed {closed} after {:.1?}",
+        t.elapsed()
+    );
+    assert!(
+        closed,
+        "the trickled second request outlived {} bytes at 4 bytes/s",
+        trickle.len()
+    );
+}

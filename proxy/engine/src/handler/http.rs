@@ -138,6 +138,25 @@ impl Head {
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
+
+    fn count(&self, name: &str) -> usize {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .count()
+    }
+
+    /// Framing or routing a recipient could read two ways (request smuggling shapes): these
+    /// get 400 and a closed connection, never a forward.
+    fn ambiguity(&self) -> Option<&'static str> {
+        if self.count("Host") > 1 {
+            return Some("more than one Host header");
+        }
+        if self.count("Transfer-Encoding") > 0 && self.count("Content-Length") > 0 {
+            return Some("both Transfer-Encoding and Content-Length");
+        }
+        None
+    }
 }
 
 /// Reads one request head of at most `max_head` bytes and `max_headers` header lines;
@@ -280,6 +299,16 @@ impl HttpHandler {
             )),
             Ok(Err(HeadError::Io(e))) => return Err(e.into()),
         };
+        let failed = match failed {
+            Ok((head, ..)) if head.ambiguity().is_some() => Err((
+                Some(StatusCode::BAD_REQUEST),
+                format!(
+                    "ambiguous request: {}",
+                    head.ambiguity().unwrap_or_default()
+                ),
+            )),
+            other => other,
+        };
         let (head, buf, head_len) = match failed {
             Ok(h) => h,
             Err((status, msg)) => {
@@ -413,6 +442,11 @@ impl HttpHandler {
             async move { Ok::<_, Infallible>(this.forward_one(req, &ctx, &seen).await) }
         });
         let r = hyper::server::conn::http1::Builder::new()
+            // later requests on the connection get the first one's limits: the head deadline
+            // and (at least hyper's 8 KiB minimum) the head size cap
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(self.common.read_timeout)
+            .max_buf_size(self.max_head.max(8192))
             .preserve_header_case(true)
             .title_case_headers(true)
             .serve_connection(TokioIo::new(conn), svc)
@@ -478,6 +512,9 @@ impl HttpHandler {
                 );
             }
         };
+        if req.headers().get_all(hyper::header::HOST).iter().count() > 1 {
+            return self.response(StatusCode::BAD_REQUEST, true, vec![]);
+        }
         if req.method().as_str() == "PRI" {
             return self.response(StatusCode::BAD_REQUEST, true, vec![]);
         }
