@@ -1057,3 +1057,127 @@ async fn a_second_request_head_trickled_on_a_kept_connection_is_cut() {
         trickle.len()
     );
 }
+
+/// bench.md §8.3 row 7: an RST from the client mid-transfer closes the upstream leg, and an
+/// RST from the upstream mid-transfer closes the client leg; descriptors return to baseline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rst_on_either_side_mid_transfer_closes_the_other_leg() {
+    const ROUNDS: usize = 50;
+    let p = Ports::new();
+    let (proxy, _dir) = tokio::task::spawn_blocking(move || start_hardened(p))
+        .await
+        .unwrap();
+    let pid = proxy.pid();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let to = l.local_addr().unwrap();
+    drop(socks5_tunnel(p.socks5, to).await);
+    drop(l.accept().await.unwrap());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let baseline = fd_count(pid);
+    let mut slowest = Duration::ZERO;
+    for i in 0..ROUNDS {
+        let client_resets = i % 2 == 0;
+        let mut c = socks5_tunnel(p.socks5, to).await;
+        let (mut u, _) = l.accept().await.unwrap();
+        // both directions carry data when the reset comes
+        let chunk = vec![7u8; 64 * 1024];
+        c.write_all(&chunk).await.unwrap();
+        u.write_all(&chunk).await.unwrap();
+        let mut b = vec![0u8; 64 * 1024];
+        u.read_exact(&mut b).await.unwrap();
+        c.read_exact(&mut b).await.unwrap();
+        let (reset, mut other) = if client_resets { (c, u) } else { (u, c) };
+        let _ = socket2::SockRef::from(&reset).set_linger(Some(Duration::ZERO));
+        drop(reset);
+        let t = Instant::now();
+        // the other leg sees EOF or a reset, whatever it was doing
+        let ended = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match other.read(&mut b).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(
+            ended.is_ok(),
+            "round {i}: the {} leg still open 10 s after the {} reset",
+            if client_resets { "upstream" } else { "client" },
+            if client_resets { "client" } else { "upstream" }
+        );
+        slowest = slowest.max(t.elapsed());
+    }
+    let fds = tokio::task::spawn_blocking(move || fds_settle(pid, baseline, 2, 5))
+        .await
+        .unwrap();
+    eprintln!("RST mid-transfer, {ROUNDS} rounds each side: other leg closed within {slowest:.1?} at worst; fds {baseline} -> {fds}");
+    assert!(fds <= baseline + 2, "descriptors {baseline} -> {fds}");
+}
+
+/// bench.md §8.3 rows 8 and 11: a refused target and a chain whose second hop is down each
+/// get a failure reply (SOCKS5 REP 3, GOST's code for every dial failure; HTTP 503), and the
+/// connection is closed rather than left hanging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_targets_and_a_down_hop_get_failure_replies() {
+    let dead = free_port(); // nothing listens there
+    let (hop1, s5, h) = (free_port(), free_port(), free_port());
+    let a = format!("socks5://127.0.0.1:{hop1}");
+    let b = format!("socks5://127.0.0.1:{s5}");
+    let c = format!("http://127.0.0.1:{h}");
+    let _first = tokio::task::spawn_blocking(move || Proxy::start(&["-L", &a], &[hop1]))
+        .await
+        .unwrap();
+    // every request of the chained proxy goes hop1 → a second hop on the dead port
+    let f1 = format!("socks5://127.0.0.1:{hop1}");
+    let f2 = format!("socks5://127.0.0.1:{dead}");
+    let (b2, c2) = (b.clone(), c.clone());
+    let _chained = tokio::task::spawn_blocking(move || {
+        Proxy::start(&["-L", &b2, "-L", &c2, "-F", &f1, "-F", &f2], &[s5, h])
+    })
+    .await
+    .unwrap();
+    let (d1, ds) = (free_port(), free_port());
+    let (da, db) = (
+        format!("socks5://127.0.0.1:{ds}"),
+        format!("http://127.0.0.1:{d1}"),
+    );
+    let _direct =
+        tokio::task::spawn_blocking(move || Proxy::start(&["-L", &da, "-L", &db], &[ds, d1]))
+            .await
+            .unwrap();
+    let target: SocketAddr = format!("127.0.0.1:{dead}").parse().unwrap();
+    for (what, socks_port, http_port) in [("refused target", ds, d1), ("hop 2 of 2 down", s5, h)] {
+        let t = Instant::now();
+        let mut s = TcpStream::connect(("127.0.0.1", socks_port)).await.unwrap();
+        let mut req = vec![5, 1, 0, 5, 1, 0, 1, 127, 0, 0, 1];
+        req.extend_from_slice(&target.port().to_be_bytes());
+        s.write_all(&req).await.unwrap();
+        let mut r = Vec::new();
+        tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut r))
+            .await
+            .unwrap_or_else(|_| panic!("{what}: SOCKS5 connection left open"))
+            .unwrap();
+        let socks_time = t.elapsed();
+        assert!(
+            r.len() >= 4 && r[2] == 5 && r[3] == 3,
+            "{what}: SOCKS5 answer {r:?}"
+        );
+        let t = Instant::now();
+        let h = exchange(
+            http_port,
+            format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes(),
+        )
+        .await;
+        let http_time = t.elapsed();
+        assert!(
+            h.starts_with(b"HTTP/1.1 503"),
+            "{what}: HTTP answer {:?}",
+            String::from_utf8_lossy(&h)
+        );
+        eprintln!(
+            "{what}: SOCKS5 REP {} after {socks_time:.1?}, HTTP 503 after {http_time:.1?}",
+            r[3]
+        );
+    }
+}
