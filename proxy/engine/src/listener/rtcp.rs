@@ -98,8 +98,10 @@ impl Listener for RtcpListener {
             Ok((s, peer)) => Ok((Inbound::Stream(s), peer_addr(&peer))),
             Err(e) => {
                 *bound = None;
+                // NotConnected whatever the cause: the listener (not one connection) failed,
+                // so the service backs off and binds again
                 Err(io::Error::new(
-                    e.kind(),
+                    io::ErrorKind::NotConnected,
                     format!("rtcp: remote session ended: {e}"),
                 ))
             }

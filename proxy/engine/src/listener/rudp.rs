@@ -126,8 +126,10 @@ impl Listener for RudpListener {
             }
             None => {
                 *bound = None;
+                // NotConnected: the listener (not one connection) failed, so the service
+                // backs off and binds again
                 Err(io::Error::new(
-                    io::ErrorKind::ConnectionAborted,
+                    io::ErrorKind::NotConnected,
                     "rudp: the tunnel to the remote node ended",
                 ))
             }
