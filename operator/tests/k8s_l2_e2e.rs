@@ -328,6 +328,40 @@ spec:
     assert_eq!(sc.run_as_non_root, Some(true));
     assert_eq!(sc.read_only_root_filesystem, Some(true));
     assert_eq!(sc.capabilities.unwrap().drop.unwrap(), ["ALL"]);
+    // what the running sidecar process actually gets: not root, no capability, no writable
+    // root filesystem, no service-account token
+    let posture = exec(
+        &cluster,
+        &app_ns,
+        &pod_name,
+        "gost-proxy",
+        // shell builtins only: the image's busybox is there as /bin/sh, with no applet links
+        "while read -r k v; do case $k in Uid:|CapEff:|CapPrm:) echo \"$k $v\";; esac; done </proc/self/status; \
+         while read -r id parent dev root mnt opts rest; do [ \"$mnt\" = / ] && echo \"root-mount $opts\"; done </proc/self/mountinfo; \
+         if [ -e /var/run/secrets/kubernetes.io/serviceaccount/token ]; then echo token; else echo no-token; fi",
+    )?;
+    let lines: Vec<&str> = posture.lines().map(str::trim).collect();
+    let uid = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next())
+        .unwrap_or_default();
+    assert!(!uid.is_empty() && uid != "0", "sidecar uid: {posture}");
+    let caps: Vec<&&str> = lines.iter().filter(|l| l.starts_with("Cap")).collect();
+    assert_eq!(caps.len(), 2, "{posture}");
+    for cap in caps {
+        assert!(
+            cap.ends_with("0000000000000000"),
+            "sidecar capabilities: {posture}"
+        );
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("root-mount ro,") || *l == "root-mount ro"),
+        "sidecar root filesystem not mounted read-only: {posture}"
+    );
+    assert!(lines.contains(&"no-token"), "{posture}");
     let ann = pod.metadata.annotations.clone().unwrap();
     assert!(ann["kubegost.io/status"].contains("\"web\""), "{ann:?}");
     assert_eq!(ann["kubectl.kubernetes.io/default-container"], "app");
