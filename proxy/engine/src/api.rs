@@ -25,6 +25,7 @@ use crate::engine::{ApplyReport, Engine};
 
 mod crud;
 mod openapi;
+pub mod redact;
 
 use crud::{create, delete, err, get_config, get_one, list, reload, save_config, update};
 pub use openapi::{openapi_yaml, routes};

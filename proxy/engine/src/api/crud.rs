@@ -134,6 +134,13 @@ fn not_found() -> Response {
     err(StatusCode::NOT_FOUND, 404, "404 page not found")
 }
 
+/// What the GET routes show: [`config_json`] with every password replaced by the placeholder.
+async fn shown_config(e: &Engine) -> Value {
+    let mut v = config_json(e).await;
+    super::redact::redact(&mut v);
+    v
+}
+
 /// The running config as GOST's JSON (durations in nanoseconds), services with live status.
 async fn config_json(e: &Engine) -> Value {
     let cfg = e.config();
@@ -174,7 +181,7 @@ pub(super) async fn get_config(State(st): State<St>, Query(q): Query<FormatQuery
     let Some(e) = engine(&st) else {
         return gone();
     };
-    let v = config_json(&e).await;
+    let v = shown_config(&e).await;
     if q.format.as_deref() == Some("yaml") {
         let cfg: Result<Config, _> = serde_json::from_value(v);
         return match cfg
@@ -252,7 +259,7 @@ pub(super) async fn list(State(st): State<St>, Path(kind): Path<String>) -> Resp
     let Some(e) = engine(&st) else {
         return gone();
     };
-    let v = config_json(&e).await;
+    let v = shown_config(&e).await;
     let list = v.get(&kind).cloned().unwrap_or(Value::Array(vec![]));
     let count = list.as_array().map(Vec::len).unwrap_or(0);
     envelope(
@@ -274,7 +281,7 @@ pub(super) async fn get_one(
     let Some(e) = engine(&st) else {
         return gone();
     };
-    let v = config_json(&e).await;
+    let v = shown_config(&e).await;
     let found = v
         .get(&kind)
         .and_then(Value::as_array)
@@ -366,7 +373,11 @@ async fn mutate(
                     format!("{one} {name} already exists"),
                 );
             }
-            arr.push(Value::Object(obj));
+            let mut new = Value::Object(obj);
+            if let Err(m) = super::redact::restore(&mut new, None, &format!("{kind}[{name}]")) {
+                return err(StatusCode::BAD_REQUEST, 40001, m);
+            }
+            arr.push(new);
             "create"
         }
         Op::Update => {
@@ -377,7 +388,13 @@ async fn mutate(
                     format!("{one} {name} not found"),
                 );
             };
-            arr[i] = Value::Object(obj);
+            let mut new = Value::Object(obj);
+            if let Err(m) =
+                super::redact::restore(&mut new, Some(&arr[i]), &format!("{kind}[{name}]"))
+            {
+                return err(StatusCode::BAD_REQUEST, 40001, m);
+            }
+            arr[i] = new;
             "update"
         }
         Op::Delete => {
