@@ -61,6 +61,8 @@ fn examples_render_cleanly_and_do_not_conflict() {
             g.metadata.name.as_deref().unwrap_or(""),
             r.errors
         );
+        // the Web API (dynamic config) is never on in a sidecar: config arrives as Secrets
+        assert!(r.config.api.is_none(), "rendered config turns the Web API on");
         let c = conflicts_of(g, &gsvcs, &[]);
         assert!(c.is_empty(), "{c:?}");
     }
