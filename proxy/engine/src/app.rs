@@ -502,6 +502,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode, ProgramError> {
                 .with_context(|| format!("api.addr {}", a.addr))?,
         );
         tracing::info!(addr = %a.addr, "api listening");
+        if a.auth.is_none() && a.auther.as_deref().unwrap_or("").is_empty() {
+            // GOST serves an API without credentials too; say loudly that anyone who reaches
+            // the address can rewrite the proxy
+            tracing::warn!(addr = %a.addr, "the Web API has no auth or auther: anyone who can connect to it can change and read the config");
+        }
     }
     if let Some(m) = cfg.metrics.clone().filter(|m| !m.addr.is_empty()) {
         serve_metrics(m, Arc::clone(&engine)).await?;
