@@ -1181,3 +1181,119 @@ async fn refused_targets_and_a_down_hop_get_failure_replies() {
         );
     }
 }
+
+/// UDP sockets of process `pid`.
+fn udp_sockets_of(pid: u32) -> usize {
+    let mine = socket_inodes(pid);
+    proc_sockets("udp")
+        .iter()
+        .filter(|r| mine.contains(&r.inode))
+        .count()
+}
+
+/// bench.md §8.3 row 14: 3,000 UDP peers (distinct source ports) against a `udp` forwarder
+/// with `maxSessions: 1000`: at most 1,000 sessions (one upstream socket each) exist at once,
+/// every reply reaches only the peer that asked, and once the sessions expire (ttl 1 s) the
+/// proxy is back to its own sockets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_udp_flood_from_many_peers_stays_within_the_session_table() {
+    const PEERS: usize = 3000;
+    const MAX: usize = 1000;
+    let echo = udp_echo().await;
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("gost.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "services:\n- name: u\n  addr: 127.0.0.1:{port}\n  handler: {{type: udp}}\n\
+             \x20 listener: {{type: udp, metadata: {{keepalive: true, ttl: 1s, maxSessions: {MAX}, backlog: 1024}}}}\n\
+             \x20 forwarder: {{nodes: [{{name: echo, addr: \"{echo}\"}}]}}\n"
+        ),
+    )
+    .unwrap();
+    let cfg_s = cfg.to_str().unwrap().to_string();
+    let proxy = tokio::task::spawn_blocking(move || {
+        let mut p = Proxy::start(&["-C", &cfg_s], &[]);
+        // a UDP port cannot be probed by connecting: wait for the log line instead
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !p.logs().contains("listening") && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(p.child.try_wait().unwrap().is_none(), "{}", p.logs());
+        p
+    })
+    .await
+    .unwrap();
+    let pid = proxy.pid();
+    let base_udp = udp_sockets_of(pid);
+    let base_rss = rss_kib(pid);
+    let peak_udp = Arc::new(AtomicUsize::new(0));
+    let sampling = {
+        let peak = Arc::clone(&peak_udp);
+        tokio::task::spawn_blocking(move || {
+            let until = Instant::now() + Duration::from_millis(1500);
+            while Instant::now() < until {
+                peak.fetch_max(udp_sockets_of(pid), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let mut peers = tokio::task::JoinSet::new();
+    for i in 0..PEERS {
+        peers.spawn(async move {
+            let s = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            s.send_to(format!("peer-{i}").as_bytes(), ("127.0.0.1", port))
+                .await
+                .unwrap();
+            let mut b = [0u8; 256];
+            // Some(own answer?) for a peer that got one within a second
+            match tokio::time::timeout(Duration::from_secs(1), s.recv(&mut b)).await {
+                Ok(Ok(n)) => Some(b[..n] == *format!("echo:peer-{i}").as_bytes()),
+                _ => None,
+            }
+        });
+    }
+    let mut answered = 0;
+    let mut crossed = 0;
+    while let Some(r) = peers.join_next().await {
+        if let Some(own) = r.unwrap() {
+            answered += 1;
+            if !own {
+                crossed += 1;
+            }
+        }
+    }
+    let peak_rss = rss_kib(pid);
+    sampling.await.unwrap();
+    let peak_udp = peak_udp.load(Ordering::Relaxed);
+    let (udp_after, fds) = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while udp_sockets_of(pid) > base_udp && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        (udp_sockets_of(pid), fd_count(pid))
+    })
+    .await
+    .unwrap();
+    eprintln!(
+        "{PEERS} UDP peers, maxSessions {MAX}: {answered} answered, {crossed} crossed; proxy UDP sockets {base_udp} -> peak {peak_udp} -> {udp_after} after ttl; \
+         RSS {base_rss} -> {peak_rss} KiB; fds after {fds}"
+    );
+    assert_eq!(crossed, 0, "replies delivered to the wrong peer");
+    assert!(
+        answered > 0 && answered <= MAX,
+        "{answered} peers answered (accepted: 1..={MAX})"
+    );
+    assert!(
+        peak_udp <= base_udp + MAX,
+        "{peak_udp} UDP sockets for at most {MAX} sessions"
+    );
+    assert_eq!(udp_after, base_udp, "sessions outlived their ttl");
+    let mut proxy = proxy;
+    assert!(
+        proxy.child.try_wait().unwrap().is_none(),
+        "{}",
+        proxy.logs()
+    );
+}
