@@ -62,7 +62,10 @@ fn examples_render_cleanly_and_do_not_conflict() {
             r.errors
         );
         // the Web API (dynamic config) is never on in a sidecar: config arrives as Secrets
-        assert!(r.config.api.is_none(), "rendered config turns the Web API on");
+        assert!(
+            r.config.api.is_none(),
+            "rendered config turns the Web API on"
+        );
         let c = conflicts_of(g, &gsvcs, &[]);
         assert!(c.is_empty(), "{c:?}");
     }
