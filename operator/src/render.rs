@@ -438,6 +438,19 @@ pub fn render_checked(
     };
     r.files.clear();
     r.failed_services = svc.spec.services.iter().map(|s| s.name.clone()).collect();
+    // a placeholder the engine still rejects (its own address is invalid, so it could hold no
+    // port anyway) is left out; its errors stay in `r.errors` for the status
+    if let Err(e) = validate(&r, settings) {
+        let bad: BTreeSet<String> =
+            e.0.iter()
+                .filter_map(|x| engine_service(&x.path))
+                .map(str::to_string)
+                .collect();
+        r.config.services.retain(|s| !bad.contains(&s.name));
+        if validate(&r, settings).is_err() {
+            r.config.services.clear();
+        }
+    }
     r
 }
 
