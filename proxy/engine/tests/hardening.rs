@@ -1281,10 +1281,9 @@ async fn a_udp_flood_from_many_peers_stays_within_the_session_table() {
          RSS {base_rss} -> {peak_rss} KiB; fds after {fds}"
     );
     assert_eq!(crossed, 0, "replies delivered to the wrong peer");
-    assert!(
-        answered > 0 && answered <= MAX,
-        "{answered} peers answered (accepted: 1..={MAX})"
-    );
+    // sessions expiring during the run free their slots, so more than MAX peers may get an
+    // answer in all: the bound is on the table at any one time (the peak below)
+    assert!(answered > 0, "no peer answered");
     assert!(
         peak_udp <= base_udp + MAX,
         "{peak_udp} UDP sockets for at most {MAX} sessions"
