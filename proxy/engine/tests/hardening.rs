@@ -1269,7 +1269,7 @@ async fn a_udp_flood_from_many_peers_stays_within_the_session_table() {
     let peak_udp = peak_udp.load(Ordering::Relaxed);
     let (udp_after, fds) = tokio::task::spawn_blocking(move || {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while udp_sockets_of(pid) > base_udp && Instant::now() < deadline {
+        while udp_sockets_of(pid) > 1 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(100));
         }
         (udp_sockets_of(pid), fd_count(pid))
@@ -1284,11 +1284,16 @@ async fn a_udp_flood_from_many_peers_stays_within_the_session_table() {
     // sessions expiring during the run free their slots, so more than MAX peers may get an
     // answer in all: the bound is on the table at any one time (the peak below)
     assert!(answered > 0, "no peer answered");
+    // the listener's own socket plus one upstream socket per session (the baseline is not
+    // used here: read right after start it can miss the listener's socket)
     assert!(
-        peak_udp <= base_udp + MAX,
-        "{peak_udp} UDP sockets for at most {MAX} sessions"
+        peak_udp <= MAX + 1,
+        "{peak_udp} UDP sockets for at most {MAX} sessions and the listener"
     );
-    assert_eq!(udp_after, base_udp, "sessions outlived their ttl");
+    assert!(
+        udp_after <= 1,
+        "{udp_after} UDP sockets: sessions outlived their ttl"
+    );
     let mut proxy = proxy;
     assert!(
         proxy.child.try_wait().unwrap().is_none(),
