@@ -23,11 +23,48 @@ use crate::component::{Inbound, Listener, ListenerOpts};
 use crate::error::BuildError;
 use crate::io::BoxStream;
 
-/// First and largest pause of an accept loop when the process is out of descriptors or
-/// memory (EMFILE, ENFILE, ENOBUFS, ENOMEM): 10 ms doubling to 1 s, so the loop neither spins
-/// at the limit nor waits long once descriptors are free again.
-pub const EXHAUSTED_FIRST: Duration = Duration::from_millis(10);
-pub const EXHAUSTED_MAX: Duration = Duration::from_secs(1);
+/// A doubling pause between accept retries, back to its first value after a success.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    first: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    /// Starts at `first`, doubling up to `max`.
+    pub const fn new(first: Duration, max: Duration) -> Backoff {
+        Backoff {
+            first,
+            max,
+            next: first,
+        }
+    }
+
+    /// For an accept loop when the process is out of descriptors or memory (EMFILE, ENFILE,
+    /// ENOBUFS, ENOMEM): 10 ms doubling to 1 s, so the loop neither spins at the limit nor
+    /// waits long once descriptors are free again.
+    pub const fn exhausted() -> Backoff {
+        Backoff::new(Duration::from_millis(10), Duration::from_secs(1))
+    }
+
+    /// Whether no pause was taken since the last reset (the first failure of a run).
+    pub fn is_first(&self) -> bool {
+        self.next == self.first
+    }
+
+    /// The pause to take now; the next one is twice as long (at most `max`).
+    pub fn pause(&mut self) -> Duration {
+        let now = self.next;
+        self.next = (self.next * 2).min(self.max);
+        now
+    }
+
+    /// After a success.
+    pub fn reset(&mut self) {
+        self.next = self.first;
+    }
+}
 
 /// What an accept error means for the loop.
 #[derive(Debug, PartialEq, Eq)]
@@ -88,23 +125,22 @@ impl Queued {
         let (tx, rx) = mpsc::channel(backlog.max(1));
         let task = tokio::spawn(async move {
             let mut set = tokio::task::JoinSet::new();
-            let mut exhausted = EXHAUSTED_FIRST;
+            let mut exhausted = Backoff::exhausted();
             loop {
                 tokio::select! {
                     r = l.accept() => match r {
                         Ok((s, peer)) => {
-                            exhausted = EXHAUSTED_FIRST;
+                            exhausted.reset();
                             let _ = s.set_nodelay(true);
                             set.spawn(upgrade(Box::new(s), peer, tx.clone()));
                         }
                         Err(e) => match accept_error(&e) {
                             AcceptError::Connection => {}
                             AcceptError::Exhausted => {
-                                if exhausted == EXHAUSTED_FIRST {
+                                if exhausted.is_first() {
                                     tracing::warn!(error = %e, "accept: out of resources; backing off until descriptors are free");
                                 }
-                                tokio::time::sleep(exhausted).await;
-                                exhausted = (exhausted * 2).min(EXHAUSTED_MAX);
+                                tokio::time::sleep(exhausted.pause()).await;
                             }
                             AcceptError::Listener => {
                                 tracing::warn!(error = %e, "accept failed");
@@ -174,5 +210,16 @@ mod accept_tests {
         assert_eq!(accept_error(&os(libc::EINVAL)), AcceptError::Listener);
         let tls = std::io::Error::new(std::io::ErrorKind::InvalidData, "bad handshake");
         assert_eq!(accept_error(&tls), AcceptError::Listener);
+    }
+
+    #[test]
+    fn backoff_doubles_to_its_cap_and_resets() {
+        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(5));
+        assert!(b.is_first());
+        let pauses: Vec<u64> = (0..5).map(|_| b.pause().as_secs()).collect();
+        assert_eq!(pauses, [1, 2, 4, 5, 5]);
+        assert!(!b.is_first());
+        b.reset();
+        assert_eq!(b.pause(), Duration::from_secs(1));
     }
 }

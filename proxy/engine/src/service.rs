@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::component::{ConnCtx, Handler, Listener};
 use crate::hooks::{Hooks, Phase};
+use crate::listener::{accept_error, AcceptError, Backoff};
 use crate::metrics::Metrics;
 use crate::store::{Gates, Store};
 
@@ -214,8 +215,8 @@ impl Service {
         tracing::info!(service = %self.name, addr = %self.local, "listening");
         self.served.send_replace(true);
         self.metrics.service_up(true);
-        let mut backoff = Duration::from_secs(1);
-        let mut exhausted = crate::listener::EXHAUSTED_FIRST;
+        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(5));
+        let mut exhausted = Backoff::exhausted();
         loop {
             let accepted = tokio::select! {
                 _ = self.stop_accept.cancelled() => break,
@@ -223,35 +224,34 @@ impl Service {
             };
             let (conn, peer) = match accepted {
                 Ok(x) => {
-                    backoff = Duration::from_secs(1);
-                    exhausted = crate::listener::EXHAUSTED_FIRST;
+                    backoff.reset();
+                    exhausted.reset();
                     x
                 }
-                Err(e) => match crate::listener::accept_error(&e) {
+                Err(e) => match accept_error(&e) {
                     // the connection died in the backlog: nothing to wait for
-                    crate::listener::AcceptError::Connection => continue,
+                    AcceptError::Connection => continue,
                     // out of descriptors or memory: the listener is fine and the pending
                     // connections stay queued; retry soon without spinning
-                    crate::listener::AcceptError::Exhausted => {
-                        if exhausted == crate::listener::EXHAUSTED_FIRST {
+                    AcceptError::Exhausted => {
+                        if exhausted.is_first() {
                             tracing::warn!(service = %self.name, error = %e, "accept: out of resources; backing off until descriptors are free");
                         }
                         self.metrics.handler_error(&self.name, "");
                         tokio::select! {
                             _ = self.stop_accept.cancelled() => break,
-                            _ = tokio::time::sleep(exhausted) => {}
+                            _ = tokio::time::sleep(exhausted.pause()) => {}
                         }
-                        exhausted = (exhausted * 2).min(crate::listener::EXHAUSTED_MAX);
                         continue;
                     }
-                    crate::listener::AcceptError::Listener => {
+                    AcceptError::Listener => {
                         self.set_state(State::Failed);
-                        tracing::warn!(service = %self.name, error = %e, "accept: retrying in {backoff:?}");
+                        let pause = backoff.pause();
+                        tracing::warn!(service = %self.name, error = %e, "accept: retrying in {pause:?}");
                         tokio::select! {
                             _ = self.stop_accept.cancelled() => break,
-                            _ = tokio::time::sleep(backoff) => {}
+                            _ = tokio::time::sleep(pause) => {}
                         }
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
                         self.set_state(State::Ready);
                         continue;
                     }

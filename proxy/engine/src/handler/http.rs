@@ -299,16 +299,13 @@ impl HttpHandler {
             )),
             Ok(Err(HeadError::Io(e))) => return Err(e.into()),
         };
-        let failed = match failed {
-            Ok((head, ..)) if head.ambiguity().is_some() => Err((
+        let failed = failed.and_then(|h| match h.0.ambiguity() {
+            Some(why) => Err((
                 Some(StatusCode::BAD_REQUEST),
-                format!(
-                    "ambiguous request: {}",
-                    head.ambiguity().unwrap_or_default()
-                ),
+                format!("ambiguous request: {why}"),
             )),
-            other => other,
-        };
+            None => Ok(h),
+        });
         let (head, buf, head_len) = match failed {
             Ok(h) => h,
             Err((status, msg)) => {
