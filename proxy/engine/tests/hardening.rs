@@ -518,24 +518,6 @@ async fn half_close_server(
     got
 }
 
-/// A SOCKS5 (user/pass) tunnel to `to` through the proxy on `port`.
-async fn socks5_tunnel(port: u16, to: SocketAddr) -> TcpStream {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let mut req = vec![5, 1, 2, 1, 4];
-    req.extend_from_slice(b"user\x04pass");
-    s.write_all(&req).await.unwrap();
-    let mut r = [0u8; 4];
-    s.read_exact(&mut r).await.unwrap();
-    assert_eq!(r, [5, 2, 1, 0], "greeting and authentication");
-    let mut c = vec![5, 1, 0, 1, 127, 0, 0, 1];
-    c.extend_from_slice(&to.port().to_be_bytes());
-    s.write_all(&c).await.unwrap();
-    let mut rep = [0u8; 10];
-    s.read_exact(&mut rep).await.unwrap();
-    assert_eq!(rep[1], 0, "CONNECT reply");
-    s
-}
-
 /// bench.md §8.3 row 6: 1,000 tunnels, alternating which side sends FIN first; both
 /// directions arrive byte for byte and each FIN reaches the other side.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -558,7 +540,9 @@ async fn half_close_both_ways_keeps_every_byte() {
         down_bytes += down.len();
         let server = half_close_server(&l, down.clone(), server_fin_first);
         let client = async {
-            let mut s = socks5_tunnel(p.socks5, to).await;
+            let mut s = socks5_tunnel(p.socks5, to, Some(("user", "pass")))
+                .await
+                .unwrap();
             let mut got = Vec::new();
             if server_fin_first {
                 // the server's FIN must arrive while our direction is still open
@@ -1070,14 +1054,20 @@ async fn an_rst_on_either_side_mid_transfer_closes_the_other_leg() {
     let pid = proxy.pid();
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let to = l.local_addr().unwrap();
-    drop(socks5_tunnel(p.socks5, to).await);
+    drop(
+        socks5_tunnel(p.socks5, to, Some(("user", "pass")))
+            .await
+            .unwrap(),
+    );
     drop(l.accept().await.unwrap());
     tokio::time::sleep(Duration::from_millis(200)).await;
     let baseline = fd_count(pid);
     let mut slowest = Duration::ZERO;
     for i in 0..ROUNDS {
         let client_resets = i % 2 == 0;
-        let mut c = socks5_tunnel(p.socks5, to).await;
+        let mut c = socks5_tunnel(p.socks5, to, Some(("user", "pass")))
+            .await
+            .unwrap();
         let (mut u, _) = l.accept().await.unwrap();
         // both directions carry data when the reset comes
         let chunk = vec![7u8; 64 * 1024];

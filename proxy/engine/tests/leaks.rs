@@ -52,38 +52,9 @@ async fn echo_server() -> SocketAddr {
     a
 }
 
-/// Reads a SOCKS5 reply (any address type); its REP field.
-async fn socks5_reply(s: &mut TcpStream) -> std::io::Result<u8> {
-    let mut h = [0u8; 4];
-    s.read_exact(&mut h).await?;
-    let rest = match h[3] {
-        1 => 4 + 2,
-        4 => 16 + 2,
-        3 => s.read_u8().await? as usize + 2,
-        t => {
-            return Err(std::io::Error::other(format!(
-                "SOCKS5 reply address type {t}"
-            )))
-        }
-    };
-    let mut b = vec![0u8; rest];
-    s.read_exact(&mut b).await?;
-    Ok(h[1])
-}
-
-async fn socks5_tunnel(port: u16, to: SocketAddr) -> std::io::Result<TcpStream> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).await?;
-    let mut req = vec![5, 1, 0, 5, 1, 0, 1, 127, 0, 0, 1];
-    req.extend_from_slice(&to.port().to_be_bytes());
-    s.write_all(&req).await?;
-    let mut greeting = [0u8; 2];
-    s.read_exact(&mut greeting).await?;
-    let rep = socks5_reply(&mut s).await?;
-    if greeting != [5, 0] || rep != 0 {
-        return Err(std::io::Error::other(format!(
-            "SOCKS5 greeting {greeting:?}, reply {rep}"
-        )));
-    }
+/// A no-auth SOCKS5 tunnel to the echo server, proven with one echoed byte.
+async fn echo_tunnel(port: u16, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let mut s = socks5_tunnel(port, to, None).await?;
     s.write_all(b"p").await?;
     let mut echo = [0u8; 1];
     s.read_exact(&mut echo).await?;
@@ -103,7 +74,7 @@ async fn nine_thousand_tunnels_ten_times_leave_no_descriptor_and_no_close_wait()
         .unwrap();
     let pid = proxy.pid();
     // warm-up, so lazily made state is in the baseline
-    drop(socks5_tunnel(port, to).await.unwrap());
+    drop(echo_tunnel(port, to).await.unwrap());
     let baseline = tokio::task::spawn_blocking(move || {
         std::thread::sleep(Duration::from_millis(300));
         fd_count(pid)
@@ -118,7 +89,7 @@ async fn nine_thousand_tunnels_ten_times_leave_no_descriptor_and_no_close_wait()
         for _ in 0..n {
             let permit = Arc::clone(&gate).acquire_owned().await.unwrap();
             opening.spawn(async move {
-                let s = socks5_tunnel(port, to).await;
+                let s = echo_tunnel(port, to).await;
                 drop(permit);
                 s
             });
@@ -225,13 +196,7 @@ async fn sigterm_lets_a_hundred_transfers_finish_and_exits_zero() {
     for _ in 0..TUNNELS {
         let started_tx = started_tx.clone();
         transfers.spawn(async move {
-            let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-            let mut req = vec![5, 1, 0, 5, 1, 0, 1, 127, 0, 0, 1];
-            req.extend_from_slice(&to.port().to_be_bytes());
-            s.write_all(&req).await.unwrap();
-            let mut greeting = [0u8; 2];
-            s.read_exact(&mut greeting).await.unwrap();
-            assert_eq!(socks5_reply(&mut s).await.unwrap(), 0);
+            let mut s = socks5_tunnel(port, to, None).await.unwrap();
             let mut got = vec![0u8; CHUNK];
             s.read_exact(&mut got).await.unwrap();
             started_tx.send(()).await.unwrap();

@@ -626,3 +626,64 @@ pub fn fds_settle(pid: u32, baseline: usize, slack: usize, secs: u64) -> usize {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Reads a SOCKS5 reply (any address type) and returns its REP field.
+pub async fn socks5_reply(s: &mut tokio::net::TcpStream) -> std::io::Result<u8> {
+    let mut h = [0u8; 4];
+    s.read_exact(&mut h).await?;
+    let rest = match h[3] {
+        1 => 4 + 2,
+        4 => 16 + 2,
+        3 => s.read_u8().await? as usize + 2,
+        t => {
+            return Err(std::io::Error::other(format!(
+                "SOCKS5 reply address type {t}"
+            )))
+        }
+    };
+    let mut b = vec![0u8; rest];
+    s.read_exact(&mut b).await?;
+    Ok(h[1])
+}
+
+/// A SOCKS5 CONNECT tunnel to the IPv4 `to` through the proxy on 127.0.0.1:`port`, with
+/// RFC 1929 user/pass when `auth` is given; an error unless the greeting, the authentication
+/// and the CONNECT all succeed.
+pub async fn socks5_tunnel(
+    port: u16,
+    to: SocketAddr,
+    auth: Option<(&str, &str)>,
+) -> std::io::Result<tokio::net::TcpStream> {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let std::net::IpAddr::V4(ip) = to.ip() else {
+        return Err(std::io::Error::other(format!("{to}: IPv4 only")));
+    };
+    let mut req = match auth {
+        Some((u, p)) => {
+            let mut m = vec![5, 1, 2, 1, u.len() as u8];
+            m.extend_from_slice(u.as_bytes());
+            m.push(p.len() as u8);
+            m.extend_from_slice(p.as_bytes());
+            m
+        }
+        None => vec![5, 1, 0],
+    };
+    req.extend_from_slice(&[5, 1, 0, 1]);
+    req.extend_from_slice(&ip.octets());
+    req.extend_from_slice(&to.port().to_be_bytes());
+    s.write_all(&req).await?;
+    let want: &[u8] = if auth.is_some() {
+        &[5, 2, 1, 0]
+    } else {
+        &[5, 0]
+    };
+    let mut got = vec![0u8; want.len()];
+    s.read_exact(&mut got).await?;
+    let rep = socks5_reply(&mut s).await?;
+    if got != want || rep != 0 {
+        return Err(std::io::Error::other(format!(
+            "SOCKS5 greeting/authentication {got:?} (want {want:?}), CONNECT reply {rep}"
+        )));
+    }
+    Ok(s)
+}
