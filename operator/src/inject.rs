@@ -39,6 +39,8 @@ mod tests;
 
 /// Name of the injected sidecar container.
 pub const SIDECAR: &str = "gost-proxy";
+/// Label a pod sets to `false` to opt out of injection.
+pub const INJECT_LABEL: &str = "kubegost.io/inject";
 /// Name of the init container running `preUp` hooks.
 pub const PRE_UP: &str = "gost-pre-up";
 /// Annotation recording an injection (its presence makes injection a no-op).

@@ -499,6 +499,11 @@ pub fn plan_gostservice(i: &GostServiceInputs<'_>) -> GostServicePlan {
     let mut selected = 0;
     let mut injected = 0;
     let mut outdated = Vec::new();
+    // selected, not opted out, but running without this GostService's sidecar: created before
+    // the GostService or its namespace's injection, or admitted while the webhook was
+    // unavailable under failurePolicy Ignore. Reported, never restarted for (a namespace
+    // without injection would restart its workloads forever).
+    let mut missing = Vec::new();
     let mut restart = Vec::new();
     let mut nudges = Vec::new();
     let hash_ok = !applied_hash.is_empty();
@@ -518,6 +523,9 @@ pub fn plan_gostservice(i: &GostServiceInputs<'_>) -> GostServicePlan {
             selected += 1;
         }
         if !runs_it {
+            if selected_here && l.get(inject::INJECT_LABEL).map(String::as_str) != Some("false") {
+                missing.push(p.name.clone().unwrap_or_default());
+            }
             continue;
         }
         injected += 1;
@@ -553,25 +561,37 @@ pub fn plan_gostservice(i: &GostServiceInputs<'_>) -> GostServicePlan {
         }
     }
     outdated.sort();
-    conds.push(if outdated.is_empty() {
+    missing.sort();
+    conds.push(if outdated.is_empty() && missing.is_empty() {
         Desired::ok(
             types::PODS_UP_TO_DATE,
             reasons::UP_TO_DATE,
             format!("{injected} injected pods run the current settings"),
         )
     } else {
-        let mut shown = outdated.clone();
-        shown.truncate(5);
-        let more = outdated.len() - shown.len();
+        let mut parts = Vec::new();
+        if !outdated.is_empty() {
+            parts.push(format!(
+                "{} pods need a restart to pick up a change (process mode, hooks, image, resources or the GostServices selecting them): {}",
+                outdated.len(),
+                first_names(&outdated)
+            ));
+        }
+        if !missing.is_empty() {
+            parts.push(format!(
+                "{} selected pods run without the sidecar (created before the GostService or the namespace's injection, or admitted while the webhook was unavailable with failurePolicy Ignore); delete or restart them to inject it: {}",
+                missing.len(),
+                first_names(&missing)
+            ));
+        }
         Desired::fail(
             types::PODS_UP_TO_DATE,
-            reasons::RESTART_NEEDED,
-            format!(
-                "{} pods need a restart to pick up a change (process mode, hooks, image, resources or the GostServices selecting them): {}{}",
-                outdated.len(),
-                shown.join(", "),
-                if more > 0 { format!(" and {more} more") } else { String::new() }
-            ),
+            if outdated.is_empty() {
+                reasons::SIDECAR_MISSING
+            } else {
+                reasons::RESTART_NEEDED
+            },
+            parts.join("; "),
         )
     });
 
@@ -738,3 +758,12 @@ pub fn plan_gostchain(i: &GostChainInputs<'_>) -> GostChainPlan {
 
 #[cfg(test)]
 mod tests;
+
+/// The first five names, then "and N more".
+fn first_names(names: &[String]) -> String {
+    let shown = names.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+    match names.len().saturating_sub(5) {
+        0 => shown,
+        more => format!("{shown} and {more} more"),
+    }
+}

@@ -44,6 +44,8 @@ pub mod reasons {
     pub const UP_TO_DATE: &str = "UpToDate";
     /// PodsUpToDate=False.
     pub const RESTART_NEEDED: &str = "RestartNeeded";
+    /// PodsUpToDate=False: selected pods run without the sidecar (never restarted for).
+    pub const SIDECAR_MISSING: &str = "SidecarMissing";
 }
 
 /// One condition as the controller wants it.

@@ -28,7 +28,7 @@ use crate::inject::{self, InjectError, InjectSettings};
 use crate::reconcile;
 
 /// Label a pod sets to `false` to opt out (the webhook's objectSelector filters it already).
-pub const INJECT_LABEL: &str = "kubegost.io/inject";
+pub use crate::inject::INJECT_LABEL;
 
 /// What the webhook did with one request.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -909,66 +909,6 @@ async fn k8s_l1_chart_templates_are_accepted_by_the_api_server() -> Result<()> {
     Ok(())
 }
 
-/// The serving certificate the webhook presents right now (PEM of the leaf).
-async fn served_cert(port: u16) -> Result<Vec<u8>> {
-    use std::sync::Arc;
-    #[derive(Debug)]
-    struct Any;
-    impl rustls::client::danger::ServerCertVerifier for Any {
-        fn verify_server_cert(
-            &self,
-            _: &rustls::pki_types::CertificateDer<'_>,
-            _: &[rustls::pki_types::CertificateDer<'_>],
-            _: &rustls::pki_types::ServerName<'_>,
-            _: &[u8],
-            _: rustls::pki_types::UnixTime,
-        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-            Ok(rustls::client::danger::ServerCertVerified::assertion())
-        }
-        fn verify_tls12_signature(
-            &self,
-            _: &[u8],
-            _: &rustls::pki_types::CertificateDer<'_>,
-            _: &rustls::DigitallySignedStruct,
-        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
-        }
-        fn verify_tls13_signature(
-            &self,
-            _: &[u8],
-            _: &rustls::pki_types::CertificateDer<'_>,
-            _: &rustls::DigitallySignedStruct,
-        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
-        }
-        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-            rustls::crypto::ring::default_provider()
-                .signature_verification_algorithms
-                .supported_schemes()
-        }
-    }
-    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .dangerous()
-    .with_custom_certificate_verifier(Arc::new(Any))
-    .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
-        .connect(rustls::pki_types::ServerName::try_from("127.0.0.1")?, tcp)
-        .await?;
-    let (_, conn) = tls.get_ref();
-    Ok(conn.peer_certificates().context("no certificate")?[0].to_vec())
-}
-
-fn pem_der(pem: &str) -> Vec<u8> {
-    use rustls::pki_types::pem::PemObject;
-    rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
-        .unwrap()
-        .to_vec()
-}
-
 #[tokio::test]
 async fn k8s_l1_operator_webhook_injects_denies_conflicts_and_rotates_its_certificate() -> Result<()>
 {
@@ -988,20 +928,7 @@ async fn k8s_l1_operator_webhook_injects_denies_conflicts_and_rotates_its_certif
     let mwcs: Api<MutatingWebhookConfiguration> = Api::all(cluster.client.clone());
     let _mwc_guard =
         testenv::DeleteOnDrop::of::<MutatingWebhookConfiguration>(&cluster, None, &mwc_name);
-    let mwc: MutatingWebhookConfiguration = serde_json::from_value(serde_json::json!({
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "MutatingWebhookConfiguration",
-        "metadata": {"name": mwc_name},
-        "webhooks": [{
-            "name": "inject.kubegost.io",
-            "admissionReviewVersions": ["v1"],
-            "clientConfig": {"url": format!("https://127.0.0.1:{port}/mutate")},
-            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"], "scope": "Namespaced"}],
-            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns.name}},
-            "objectSelector": {"matchExpressions": [{"key": "kubegost.io/inject", "operator": "NotIn", "values": ["false"]}]},
-            "sideEffects": "None", "timeoutSeconds": 5, "failurePolicy": "Fail", "reinvocationPolicy": "IfNeeded",
-        }],
-    }))?;
+    let mwc = webhook_config(&mwc_name, &ns.name, port, "Fail");
     let _ = mwcs.delete(&mwc_name, &DeleteParams::default()).await;
     mwcs.create(&PostParams::default(), &mwc).await?;
     let secrets_sys: Api<Secret> = Api::namespaced(cluster.client.clone(), RELEASE);
@@ -1042,13 +969,6 @@ async fn k8s_l1_operator_webhook_injects_denies_conflicts_and_rotates_its_certif
     let gsvcs: Api<GostService> = Api::namespaced(cluster.client.clone(), &ns.name);
     ready_all(&gsvcs, &["web-egress"]).await?;
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &ns.name);
-    let mk = |name: &str, labels: serde_json::Value| -> Pod {
-        serde_json::from_value(serde_json::json!({
-            "metadata": {"name": name, "labels": labels},
-            "spec": {"containers": [{"name": "app", "image": "app:1"}]},
-        }))
-        .unwrap()
-    };
     // a selected pod is admitted with the sidecar (the webhook's reflector may lag a moment)
     let injected = wait_for(
         "a pod admitted with the sidecar",
@@ -1070,7 +990,7 @@ async fn k8s_l1_operator_webhook_injects_denies_conflicts_and_rotates_its_certif
             let p = pods
                 .create(
                     &PostParams::default(),
-                    &mk("web-1", serde_json::json!({"app": "web"})),
+                    &bare_pod("web-1", serde_json::json!({"app": "web"})),
                 )
                 .await?;
             Ok(gost_operator::inject::is_injected(&p).then_some(p))
@@ -1120,7 +1040,7 @@ async fn k8s_l1_operator_webhook_injects_denies_conflicts_and_rotates_its_certif
     let p = pods
         .create(
             &PostParams::default(),
-            &mk(
+            &bare_pod(
                 "out-1",
                 serde_json::json!({"app": "web", "kubegost.io/inject": "false"}),
             ),
@@ -1130,7 +1050,7 @@ async fn k8s_l1_operator_webhook_injects_denies_conflicts_and_rotates_its_certif
     let p = pods
         .create(
             &PostParams::default(),
-            &mk("db-1", serde_json::json!({"app": "db"})),
+            &bare_pod("db-1", serde_json::json!({"app": "db"})),
         )
         .await?;
     assert!(!gost_operator::inject::is_injected(&p));
@@ -1145,7 +1065,7 @@ async fn k8s_l1_operator_webhook_injects_denies_conflicts_and_rotates_its_certif
         match pods
             .create(
                 &PostParams::default(),
-                &mk("web-2", serde_json::json!({"app": "web"})),
+                &bare_pod("web-2", serde_json::json!({"app": "web"})),
             )
             .await
         {
@@ -1198,7 +1118,7 @@ async fn k8s_l1_operator_webhook_injects_denies_conflicts_and_rotates_its_certif
     let p = pods
         .create(
             &PostParams::default(),
-            &mk("web-3", serde_json::json!({"app": "web"})),
+            &bare_pod("web-3", serde_json::json!({"app": "web"})),
         )
         .await?;
     assert!(gost_operator::inject::is_injected(&p));

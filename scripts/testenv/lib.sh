@@ -88,9 +88,12 @@ SYSCTLS=(net.ipv4.ip_forward net.ipv4.conf.all.forwarding net.ipv4.conf.default.
 
 # start_bg NAME CMD...: start CMD detached (own session), log to $STATE/log/NAME.log,
 # record "PID STARTTIME" in $STATE/pid/NAME so down.sh kills exactly that process.
+# The command line goes to $STATE/cmd/NAME (NUL-separated) so restart.sh can run it again.
 start_bg() {
   local name=$1; shift
-  setsid "$@" >"$STATE/log/$name.log" 2>&1 </dev/null &
+  mkdir -p "$STATE/cmd"
+  printf '%s\0' "$@" >"$STATE/cmd/$name"
+  setsid "$@" >>"$STATE/log/$name.log" 2>&1 </dev/null &
   local pid=$!
   echo "$pid $(proc_start "$pid")" >"$STATE/pid/$name"
 }

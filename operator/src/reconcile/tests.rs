@@ -387,6 +387,23 @@ fn pods_are_counted_nudged_and_marked_outdated() {
         ),
         (3, 2, 0)
     );
+    // the pod without the sidecar is reported, not restarted for; an opted-out one is not
+    let c = cond(&p.status, types::PODS_UP_TO_DATE);
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "SidecarMissing")
+    );
+    assert!(
+        c.message
+            .contains("1 selected pods run without the sidecar")
+            && c.message.ends_with(": web-3"),
+        "{}",
+        c.message
+    );
+    assert!(p.restart.is_empty());
+    w.pods[2] = pod("web-3", &[("app", "web"), ("kubegost.io/inject", "false")]).metadata;
+    let p = w.plan("web");
+    assert_eq!(cond(&p.status, types::PODS_UP_TO_DATE).status, "True");
     // both injected pods get the config hash annotation, once
     let nudged: Vec<&str> = p.nudges.iter().map(|n| n.pod.as_str()).collect();
     assert_eq!(nudged, ["web-1", "web-2"]);
@@ -608,4 +625,94 @@ fn terminating_pods_are_not_counted_nor_restarted_for() {
     let p = w.plan("web");
     assert_eq!((p.status.injected_pods, p.status.outdated_pods), (0, 0));
     assert!(p.restart.is_empty());
+}
+
+/// Credentials live only in Secrets: whatever goes wrong, no status message and no Event
+/// carries a user name or password taken from one (the rendered config Secret is the only
+/// place they are copied to, and there they round-trip exactly, quotes and newlines included).
+#[test]
+fn credentials_never_reach_status_or_events() {
+    const USER: &str = "user-SEKRIT-1";
+    const PASS: &str = "pa\"ss: SEKRIT-2\n- x";
+    let creds = secret("creds", &[("username", USER), ("password", PASS)]);
+    let leaks = |what: &str, text: String| {
+        for s in [USER, PASS, "SEKRIT"] {
+            assert!(!text.contains(s), "{what} carries a credential:\n{text}");
+        }
+    };
+    let check = |what: &str, p: &GostServicePlan| {
+        leaks(what, format!("{:?}", p.status));
+        leaks(what, format!("{:?}", p.events));
+    };
+    let authed = |name: &str, addr: &str, htype: &str| {
+        gsvc(&format!(
+            r#"
+metadata: {{name: {name}}}
+spec:
+  selector: {{matchLabels: {{app: web}}}}
+  chain: corp
+  services:
+  - {{name: {name}-p, addr: "{addr}", handler: {{type: {htype}, auth: {{secretRef: {{name: creds}}}}}}}}
+"#
+        ))
+    };
+    // valid: the password reaches the rendered config, exactly, and nothing else
+    let w = World::new(
+        vec![authed("a", "127.0.0.1:8080", "http")],
+        vec![corp("proxy.corp:3128")],
+        vec![creds.clone()],
+    );
+    let p = w.plan("a");
+    check("a valid plan", &p);
+    let cfg =
+        gost_config::Config::from_yaml(&config_text(p.secret.as_ref().unwrap(), "a.yaml")).unwrap();
+    let auth = cfg.services[0]
+        .handler
+        .as_ref()
+        .unwrap()
+        .auth
+        .clone()
+        .unwrap();
+    assert_eq!(
+        (auth.username.as_str(), auth.password.as_str()),
+        (USER, PASS)
+    );
+    assert_eq!(
+        cfg.chains[0].hops[0].nodes.as_ref().unwrap()[0]
+            .connector
+            .as_ref()
+            .unwrap()
+            .auth
+            .as_ref()
+            .unwrap()
+            .password,
+        PASS
+    );
+    // an unknown handler type, a missing chain, a bad node address, an address conflict
+    let mut w = World::new(
+        vec![authed("a", "127.0.0.1:8080", "htp")],
+        vec![corp("proxy.corp:3128")],
+        vec![creds.clone()],
+    );
+    check("an invalid handler", &w.plan("a"));
+    w.chains.clear();
+    check("a missing chain", &w.plan("a"));
+    w.chains = vec![corp("not an address")];
+    w.gsvcs = vec![authed("a", "127.0.0.1:8080", "http")];
+    check("a bad node address", &w.plan("a"));
+    w.chains = vec![corp("proxy.corp:3128")];
+    w.gsvcs = vec![
+        authed("a", "127.0.0.1:8080", "http"),
+        authed("b", "127.0.0.1:8080", "socks5"),
+    ];
+    let p = w.plan("b");
+    assert_eq!(cond(&p.status, types::ACCEPTED).reason, reasons::CONFLICT);
+    check("a conflict", &p);
+    // the GostChain's own status and Events
+    let mut bad = corp("proxy.corp:3128");
+    bad.spec.hops[0].nodes[0].connector.as_mut().unwrap().kind = "sock5".into();
+    for c in [corp("proxy.corp:3128"), bad, corp("bad addr")] {
+        let p = plan_chain(&c, std::slice::from_ref(&creds), &w.gsvcs);
+        leaks("a GostChain plan", format!("{:?} {:?}", p.status, p.events));
+    }
 }

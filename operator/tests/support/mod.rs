@@ -161,7 +161,8 @@ pub struct Operator {
     _dir: tempfile::TempDir,
 }
 
-fn free_port() -> u16 {
+/// A loopback port nobody listens on right now (bound, read and released).
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -312,6 +313,48 @@ impl Operator {
         false
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Whether the process is still running (not exited, not killed by the test).
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Resident memory now and at its peak (KiB), from /proc.
+    pub fn rss_kib(&self) -> Option<(u64, u64)> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        let field = |k: &str| -> Option<u64> {
+            status
+                .lines()
+                .find(|l| l.starts_with(k))?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()
+        };
+        Some((field("VmRSS:")?, field("VmHWM:")?))
+    }
+
+    /// Mean reconcile time of a controller so far (seconds), from the duration histogram.
+    pub async fn mean_reconcile_seconds(&self, controller: &str) -> Option<f64> {
+        let sum = self
+            .metric(&format!(
+                "kubegost_reconcile_duration_seconds_sum{{controller=\"{controller}\"}}"
+            ))
+            .await?;
+        let count = self
+            .metric(&format!(
+                "kubegost_reconcile_duration_seconds_count{{controller=\"{controller}\"}}"
+            ))
+            .await?;
+        (count > 0.0).then(|| sum / count)
+    }
+
     /// Kills with SIGKILL (no cleanup, no Lease release).
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -376,4 +419,98 @@ pub fn has(g: &GostService, t: &str, status: &str, reason: Option<&str>) -> bool
 /// Applies YAML documents in `ns` (client-side apply, as a user would).
 pub fn apply(cluster: &Cluster, ns: &str, yaml: &str) -> Result<String> {
     kubectl(cluster, &["apply", "-n", ns, "-f", "-"], Some(yaml))
+}
+
+/// A MutatingWebhookConfiguration like the chart's for pods of namespace `ns`, calling the
+/// webhook at `https://127.0.0.1:{port}/mutate` (a URL instead of a Service at level 1).
+pub fn webhook_config(
+    name: &str,
+    ns: &str,
+    port: u16,
+    failure_policy: &str,
+) -> k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [{
+            "name": "inject.kubegost.io",
+            "admissionReviewVersions": ["v1"],
+            "clientConfig": {"url": format!("https://127.0.0.1:{port}/mutate")},
+            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"], "scope": "Namespaced"}],
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
+            "objectSelector": {"matchExpressions": [{"key": "kubegost.io/inject", "operator": "NotIn", "values": ["false"]}]},
+            "sideEffects": "None", "timeoutSeconds": 5, "failurePolicy": failure_policy, "reinvocationPolicy": "IfNeeded",
+        }],
+    }))
+    .unwrap()
+}
+
+/// A bare pod with one container and `labels`.
+pub fn bare_pod(name: &str, labels: serde_json::Value) -> k8s_openapi::api::core::v1::Pod {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"containers": [{"name": "app", "image": "app:1"}]},
+    }))
+    .unwrap()
+}
+
+/// The serving certificate the webhook presents right now (PEM of the leaf).
+pub async fn served_cert(port: u16) -> Result<Vec<u8>> {
+    use std::sync::Arc;
+    #[derive(Debug)]
+    struct Any;
+    impl rustls::client::danger::ServerCertVerifier for Any {
+        fn verify_server_cert(
+            &self,
+            _: &rustls::pki_types::CertificateDer<'_>,
+            _: &[rustls::pki_types::CertificateDer<'_>],
+            _: &rustls::pki_types::ServerName<'_>,
+            _: &[u8],
+            _: rustls::pki_types::UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            _: &[u8],
+            _: &rustls::pki_types::CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        }
+        fn verify_tls13_signature(
+            &self,
+            _: &[u8],
+            _: &rustls::pki_types::CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            rustls::crypto::ring::default_provider()
+                .signature_verification_algorithms
+                .supported_schemes()
+        }
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .dangerous()
+    .with_custom_certificate_verifier(Arc::new(Any))
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(rustls::pki_types::ServerName::try_from("127.0.0.1")?, tcp)
+        .await?;
+    let (_, conn) = tls.get_ref();
+    Ok(conn.peer_certificates().context("no certificate")?[0].to_vec())
+}
+
+pub fn pem_der(pem: &str) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+        .unwrap()
+        .to_vec()
 }
