@@ -15,7 +15,11 @@ export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 step() { KG_STEP=$*; printf '\n==> %s\n' "$*" >&2; }
 
-step "dependencies (Debian packages, Go-built Kubernetes tools; cached)"
+step "dependencies (Debian packages, Go-built Kubernetes tools, cargo-deny; cached)"
+# cargo-deny builds from the crate registry beside the Go builds (cold: minutes, warm: no-op)
+deny_log=$(mktemp)
+scripts/testenv/build-cargo-deny.sh >"$deny_log" 2>&1 &
+deny_pid=$!
 scripts/testenv/install-deps.sh
 if [[ ${KUBEGOST_TEST_NO_CLUSTER:-0} != 1 ]]; then
   scripts/testenv/build-etcd.sh >/dev/null
@@ -31,6 +35,21 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+step "cargo deny: licenses, bans (wildcards; duplicate versions reported), sources"
+if ! wait "$deny_pid"; then
+  cat "$deny_log" >&2
+  false
+fi
+deny_bin=$(tail -n 1 "$deny_log")
+rm -f "$deny_log"
+"$deny_bin/cargo-deny" --locked --log-level warn check --hide-inclusion-graph licenses bans sources
+# the advisory database is a git repository these machines cannot fetch: checked when a copy
+# is present (cargo-deny's default place), said loudly when not
+if compgen -G "${CARGO_HOME:-$HOME/.cargo}/advisory-dbs/*" >/dev/null; then
+  "$deny_bin/cargo-deny" --locked check --disable-fetch advisories
+else
+  echo "SKIPPED cargo deny advisories: no advisory database under ${CARGO_HOME:-$HOME/.cargo}/advisory-dbs (it cannot be fetched here)" >&2
+fi
 step "cargo build (tests)"
 cargo test --workspace --locked --no-run
 
