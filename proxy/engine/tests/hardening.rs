@@ -1291,3 +1291,128 @@ async fn a_udp_flood_from_many_peers_stays_within_the_session_table() {
         proxy.logs()
     );
 }
+
+/// bench.md §8.3 row 9: an upstream that drops SYNs (iptables DROP inside a network namespace
+/// the test creates; the proxy, its clients and the target address exist only there) gets
+/// the failure reply (SOCKS5 REP 3, HTTP 503) once the service's `dialTimeout` (1 s) runs out,
+/// not before and not never. Without the DROP rule the same target is refused at once, which
+/// shows that the wait is the blackhole's.
+#[test]
+fn a_blackholed_upstream_gets_the_failure_reply_at_the_dial_timeout() {
+    let Some(ns) = Netns::new() else {
+        eprintln!("SKIPPED a_blackholed_upstream_gets_the_failure_reply_at_the_dial_timeout: cannot create a network namespace (needs root)");
+        return;
+    };
+    let (sp, hp) = (free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let log = std::fs::File::create(dir.path().join("p.log")).unwrap();
+    let mut child = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns.0])
+        .arg(bin())
+        .args([
+            "-L",
+            &format!("socks5://127.0.0.1:{sp}?dialTimeout=1s"),
+            "-L",
+            &format!("http://127.0.0.1:{hp}?dialTimeout=1s"),
+        ])
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let up = |port: u16| {
+        in_ns(
+            &ns.0,
+            &["bash", "-c", &format!("exec 3<>/dev/tcp/127.0.0.1/{port}")],
+        )
+        .status
+        .success()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(up(sp) && up(hp)) {
+        assert!(Instant::now() < deadline, "gost-proxy did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SOCKS5 CONNECT 10.123.0.2:80 over bash's /dev/tcp; the reply's bytes in decimal
+    let socks = || {
+        let t = Instant::now();
+        let out = in_ns(
+            &ns.0,
+            &[
+                "timeout",
+                "20",
+                "bash",
+                "-c",
+                &format!(
+                    "exec 3<>/dev/tcp/127.0.0.1/{sp}; printf '\\x05\\x01\\x00\\x05\\x01\\x00\\x01\\x0a\\x7b\\x00\\x02\\x00\\x50' >&3; head -c 12 <&3 | od -An -tu1"
+                ),
+            ],
+        );
+        let bytes: Vec<u8> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .filter_map(|b| b.parse().ok())
+            .collect();
+        (bytes, t.elapsed())
+    };
+    let http = || {
+        let t = Instant::now();
+        let out = in_ns(
+            &ns.0,
+            &[
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "20",
+                "-x",
+                &format!("http://127.0.0.1:{hp}"),
+                "http://10.123.0.2:80/",
+            ],
+        );
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            t.elapsed(),
+        )
+    };
+    let (refused, refused_t) = socks();
+    assert_eq!(
+        refused.get(..4),
+        Some(&[5, 0, 5, 3][..]),
+        "refused target: {refused:?}"
+    );
+    let drop_rule = [
+        "iptables",
+        "-A",
+        "OUTPUT",
+        "-p",
+        "tcp",
+        "-d",
+        "10.123.0.2",
+        "--dport",
+        "80",
+        "-j",
+        "DROP",
+    ];
+    let out = in_ns(&ns.0, &drop_rule);
+    assert!(
+        out.status.success(),
+        "iptables in the test's namespace: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (r, socks_t) = socks();
+    assert_eq!(r.get(..4), Some(&[5, 0, 5, 3][..]), "blackholed: {r:?}");
+    let (code, http_t) = http();
+    assert_eq!(code, "503", "blackholed over HTTP");
+    for (what, t) in [("SOCKS5", socks_t), ("HTTP", http_t)] {
+        assert!(
+            t >= Duration::from_millis(1000),
+            "{what}: the failure came after {t:?}, before the 1 s dial timeout: not the blackhole"
+        );
+    }
+    eprintln!(
+        "FIGURE blackholed upstream, dialTimeout 1 s: SOCKS5 REP 3 after {socks_t:.2?}, HTTP 503 after {http_t:.2?}; refused target REP 3 after {refused_t:.2?}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

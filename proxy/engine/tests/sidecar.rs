@@ -208,59 +208,6 @@ fn hook_failures_follow_the_phase() {
     assert_eq!(code("post-down").0, Some(1));
 }
 
-/// Runs `cmd` inside network namespace `ns`.
-fn in_ns(ns: &str, cmd: &[&str]) -> std::process::Output {
-    Command::new("ip")
-        .args(["netns", "exec", ns])
-        .args(cmd)
-        .output()
-        .unwrap()
-}
-
-struct Netns(String);
-
-impl Netns {
-    /// A namespace with `lo` and a veth pair (10.123.0.1/24 and 10.123.0.2/24, both ends
-    /// inside it, so the addresses exist only there).
-    fn new() -> Option<Netns> {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let name = format!(
-            "kgsidecar-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        );
-        let ok = |args: &[&str]| {
-            Command::new("ip")
-                .args(args)
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        if !ok(&["netns", "add", &name]) {
-            return None;
-        }
-        let ns = Netns(name.clone());
-        for args in [
-            vec!["-n", &name, "link", "set", "lo", "up"],
-            vec![
-                "-n", &name, "link", "add", "v0", "type", "veth", "peer", "name", "v1",
-            ],
-            vec!["-n", &name, "addr", "add", "10.123.0.1/24", "dev", "v0"],
-            vec!["-n", &name, "addr", "add", "10.123.0.2/24", "dev", "v1"],
-            vec!["-n", &name, "link", "set", "v0", "up"],
-            vec!["-n", &name, "link", "set", "v1", "up"],
-        ] {
-            assert!(ok(&args), "ip {args:?}");
-        }
-        Some(ns)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
 fn connects(ns: &str, host: &str, port: u16) -> bool {
     in_ns(
         ns,
