@@ -371,7 +371,7 @@ pub async fn run(args: Args) -> Result<(), AppError> {
             use futures::StreamExt;
             use kube::runtime::WatchStreamExt;
             kube::runtime::watcher(api, Default::default())
-                .default_backoff()
+                .backoff(crate::controller::WatchBackoff::default())
                 .reflect(writer)
                 .applied_objects()
                 .take_until(stop.cancelled_owned())

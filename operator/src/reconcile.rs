@@ -161,6 +161,17 @@ pub fn selector_error(selector: &LabelSelector) -> Option<String> {
     None
 }
 
+/// Whether two selectors can share a pod: one implies the other, or a pod of `pods` is
+/// selected by both (what [`conflicts_of`] compares GostServices for).
+pub fn may_share(a: &LabelSelector, b: &LabelSelector, pods: &[&ObjectMeta]) -> bool {
+    implies(a, b)
+        || implies(b, a)
+        || pods.iter().any(|p| {
+            let l = labels(p);
+            selects(a, &l) && selects(b, &l)
+        })
+}
+
 /// Whether every pod `a` selects is also selected by `b` (decided on `matchLabels` only; a
 /// selector with expressions implies nothing here).
 fn implies(a: &LabelSelector, b: &LabelSelector) -> bool {

@@ -175,12 +175,11 @@ async fn k8s_l1_failures_webhook_unavailable_fail_refuses_ignore_admits_and_stat
     assert!(!gost_operator::inject::is_injected(&p));
 
     // Ignore: the pod starts without the sidecar, and the GostService's status says so
-    mwcs.patch(
-        &name,
-        &PatchParams::default(),
-        &Patch::Merge(serde_json::json!({"webhooks": [{"name": "inject.kubegost.io", "failurePolicy": "Ignore"}]})),
-    )
-    .await?;
+    let mut m = mwcs.get(&name).await?;
+    for w in m.webhooks.iter_mut().flatten() {
+        w.failure_policy = Some("Ignore".into());
+    }
+    mwcs.replace(&name, &PostParams::default(), &m).await?;
     let admitted = wait_for(
         "a pod admitted without the webhook",
         Duration::from_secs(30),

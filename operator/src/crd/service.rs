@@ -79,7 +79,7 @@ pub struct GostServiceSpec {
     #[serde(default)]
     pub rollout: RolloutPolicy,
     /// The GOST services (same fields as a GOST `services:` entry, credentials by Secret).
-    #[schemars(length(min = 1, max = 64))]
+    #[schemars(length(min = 1, max = 256))]
     pub services: Vec<ServiceSpec>,
 }
 
@@ -221,13 +221,13 @@ pub struct ListenerSpec {
 /// GOST `forwarder:`: the fixed targets of a forwarding service.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[x_kube(validation = Rule::new("self.nodes.all(n, self.nodes.exists_one(m, m.name == n.name))").message("forwarder node names must be unique").field_path(".nodes"))]
 pub struct ForwarderSpec {
     /// How a target is picked among `nodes`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<SelectorSpec>,
-    /// The targets.
+    /// The targets; names are unique (a list keyed by `name`).
     #[schemars(length(min = 1, max = 64))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub nodes: Vec<ForwardNodeSpec>,
 }
 

@@ -195,8 +195,12 @@ impl Operator {
                 "--lease-duration-seconds=6",
                 "--lease-grace-seconds=2",
                 "--log-format=text",
-                "--log-level=info,kube=warn",
             ])
+            .arg(format!(
+                "--log-level={}",
+                std::env::var("KUBEGOST_TEST_OPERATOR_LOG")
+                    .unwrap_or_else(|_| "info,kube=warn".into())
+            ))
             .args(extra)
             .env("KUBECONFIG", &inst.sa_kubeconfig)
             .env_remove("POD_NAME")
@@ -367,7 +371,11 @@ impl Operator {
 impl Drop for Operator {
     fn drop(&mut self) {
         self.stop();
-        if !self.ok || std::thread::panicking() {
+        // printed for a failed test, and always when a log level was asked for
+        if !self.ok
+            || std::thread::panicking()
+            || std::env::var_os("KUBEGOST_TEST_OPERATOR_LOG").is_some()
+        {
             eprintln!("--- gost-operator log ({}):\n{}", self.ns, self.logs());
         }
     }
