@@ -424,6 +424,20 @@ async fn udp_rate(
         })
     };
     sock.connect(dest).await?;
+    // the path is set up first (a proxy's session, a SOCKS5 association): one datagram
+    // echoed, tried every 100 ms for up to 3 s; the timed run starts after it
+    let mut probe = header.clone();
+    probe.resize(header.len() + size, 0x11);
+    let t = Instant::now();
+    while received.load(Ordering::Relaxed) == 0 {
+        if t.elapsed() > Duration::from_secs(3) {
+            bail!("no echo from {target} within 3 s");
+        }
+        sock.send(&probe).await?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    received.store(0, Ordering::Relaxed);
     let total = pps * secs;
     let mut pkt = header.clone();
     pkt.resize(header.len() + size, 0x33);
