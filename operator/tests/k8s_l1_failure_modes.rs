@@ -134,27 +134,11 @@ async fn k8s_l1_failures_webhook_unavailable_fail_refuses_ignore_admits_and_stat
     .await?;
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &ns.name);
     // Fail: no selected pod starts without its proxy (the refusal names the webhook)
-    let refused = wait_for(
+    let refused = create_until_refused(
+        &pods,
+        "web-1",
+        serde_json::json!({"app": "web"}),
         "a pod creation refused by the unavailable webhook",
-        Duration::from_secs(30),
-        || async {
-            match pods
-                .create(
-                    &PostParams::default(),
-                    &bare_pod("web-1", serde_json::json!({"app": "web"})),
-                )
-                .await
-            {
-                Err(kube::Error::Api(e)) => Ok(Some(e.message)),
-                Ok(_) => {
-                    // the API server had not seen the configuration yet
-                    pods.delete("web-1", &DeleteParams::default()).await?;
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                    Ok(None)
-                }
-                Err(e) => Err(e.into()),
-            }
-        },
     )
     .await?;
     assert!(
@@ -243,38 +227,12 @@ async fn k8s_l1_failures_certificate_rotation_while_pods_are_created() -> Result
         return Ok(());
     };
     let mut ns = cluster.namespace().await?;
-    installed(&cluster);
-    // the chart's names for the release's webhook (its RBAC allows exactly these)
-    let (mwc_name, tls_secret) = (RELEASE.to_string(), format!("{RELEASE}-webhook-tls"));
+    let (mwc_name, tls_secret) = webhook_names();
     let port = free_port();
-    let mwcs: Api<MutatingWebhookConfiguration> = Api::all(cluster.client.clone());
-    let _mwc_guard =
-        testenv::DeleteOnDrop::of::<MutatingWebhookConfiguration>(&cluster, None, &mwc_name);
-    let _ = mwcs.delete(&mwc_name, &DeleteParams::default()).await;
-    mwcs.create(
-        &PostParams::default(),
-        &webhook_config(&mwc_name, &ns.name, port, "Fail"),
-    )
-    .await?;
-    let secrets_sys: Api<Secret> = Api::namespaced(cluster.client.clone(), RELEASE);
-    let _ = secrets_sys
-        .delete(&tls_secret, &DeleteParams::default())
-        .await;
     // a 24 s certificate is renewed when 8 s are left: several rotations in the run below
-    let mut op = Operator::start_with(
-        &cluster,
-        &ns.name,
-        &[
-            &format!("--webhook-addr=127.0.0.1:{port}"),
-            "--webhook-extra-sans=127.0.0.1",
-            &format!("--webhook-config={mwc_name}"),
-            &format!("--webhook-secret={tls_secret}"),
-            "--webhook-service=kubegost-l1-webhook",
-            "--webhook-cert-validity=24s",
-            "--proxy-image=localhost/kubegost/proxy:l1",
-        ],
-    )
-    .await;
+    let (mut op, _mwc_guard) = start_with_webhook(&cluster, &ns.name, port, "24s").await?;
+    let mwcs: Api<MutatingWebhookConfiguration> = Api::all(cluster.client.clone());
+    let secrets_sys: Api<Secret> = Api::namespaced(cluster.client.clone(), RELEASE);
     apply(
         &cluster,
         &ns.name,
@@ -284,29 +242,7 @@ async fn k8s_l1_failures_certificate_rotation_while_pods_are_created() -> Result
     wait_gsvc(&gsvcs, "web", "Ready", |g| has(g, "Ready", "True", None)).await?;
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &ns.name);
     // the webhook's cache and caBundle are in place once one pod is injected
-    wait_for("a first injected pod", Duration::from_secs(30), || async {
-        let _ = pods
-            .delete(
-                "warm",
-                &DeleteParams {
-                    grace_period_seconds: Some(0),
-                    ..Default::default()
-                },
-            )
-            .await;
-        wait_for("old pod gone", Duration::from_secs(10), || async {
-            Ok(pods.get_opt("warm").await?.is_none().then_some(()))
-        })
-        .await?;
-        let p = pods
-            .create(
-                &PostParams::default(),
-                &bare_pod("warm", serde_json::json!({"app": "web"})),
-            )
-            .await?;
-        Ok(gost_operator::inject::is_injected(&p).then_some(()))
-    })
-    .await?;
+    create_until_injected(&pods, "warm", serde_json::json!({"app": "web"})).await?;
     // pods created back to back (≤ 300, ≤ 75 s) until two renewals were served
     let mut certs = vec![served_cert(port).await?];
     let (mut created, mut failed) = (0usize, Vec::new());

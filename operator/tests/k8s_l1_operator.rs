@@ -918,37 +918,12 @@ async fn k8s_l1_operator_webhook_injects_denies_conflicts_and_rotates_its_certif
     };
     use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
     let mut ns = cluster.namespace().await?;
-    installed(&cluster);
-    // the chart's names for the release's webhook (its RBAC allows exactly these)
-    let (mwc_name, tls_secret) = (RELEASE.to_string(), format!("{RELEASE}-webhook-tls"));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    let (mwc_name, tls_secret) = webhook_names();
+    let port = free_port();
     // the API server calls the operator on loopback (url instead of a Service at level 1)
+    let (mut op, _mwc_guard) = start_with_webhook(&cluster, &ns.name, port, "24s").await?;
     let mwcs: Api<MutatingWebhookConfiguration> = Api::all(cluster.client.clone());
-    let _mwc_guard =
-        testenv::DeleteOnDrop::of::<MutatingWebhookConfiguration>(&cluster, None, &mwc_name);
-    let mwc = webhook_config(&mwc_name, &ns.name, port, "Fail");
-    let _ = mwcs.delete(&mwc_name, &DeleteParams::default()).await;
-    mwcs.create(&PostParams::default(), &mwc).await?;
     let secrets_sys: Api<Secret> = Api::namespaced(cluster.client.clone(), RELEASE);
-    let _ = secrets_sys
-        .delete(&tls_secret, &DeleteParams::default())
-        .await;
-    let mut op = Operator::start_with(
-        &cluster,
-        &ns.name,
-        &[
-            &format!("--webhook-addr=127.0.0.1:{port}"),
-            "--webhook-extra-sans=127.0.0.1",
-            &format!("--webhook-config={mwc_name}"),
-            &format!("--webhook-secret={tls_secret}"),
-            "--webhook-service=kubegost-l1-webhook",
-            "--webhook-cert-validity=24s",
-            "--proxy-image=localhost/kubegost/proxy:l1",
-        ],
-    )
-    .await;
     // the leader wrote the CA into the webhook configuration
     let ca = wait_for("caBundle set", Duration::from_secs(30), || async {
         let m = mwcs.get(&mwc_name).await?;
@@ -970,33 +945,7 @@ async fn k8s_l1_operator_webhook_injects_denies_conflicts_and_rotates_its_certif
     ready_all(&gsvcs, &["web-egress"]).await?;
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &ns.name);
     // a selected pod is admitted with the sidecar (the webhook's reflector may lag a moment)
-    let injected = wait_for(
-        "a pod admitted with the sidecar",
-        Duration::from_secs(30),
-        || async {
-            let _ = pods
-                .delete(
-                    "web-1",
-                    &DeleteParams {
-                        grace_period_seconds: Some(0),
-                        ..Default::default()
-                    },
-                )
-                .await;
-            wait_for("old pod gone", Duration::from_secs(10), || async {
-                Ok(pods.get_opt("web-1").await?.is_none().then_some(()))
-            })
-            .await?;
-            let p = pods
-                .create(
-                    &PostParams::default(),
-                    &bare_pod("web-1", serde_json::json!({"app": "web"})),
-                )
-                .await?;
-            Ok(gost_operator::inject::is_injected(&p).then_some(p))
-        },
-    )
-    .await?;
+    let injected = create_until_injected(&pods, "web-1", serde_json::json!({"app": "web"})).await?;
     let spec = injected.spec.clone().unwrap();
     let sidecar = spec
         .init_containers
@@ -1061,22 +1010,12 @@ async fn k8s_l1_operator_webhook_injects_denies_conflicts_and_rotates_its_certif
         &ns.name,
         "apiVersion: kubegost.io/v1alpha1\nkind: GostService\nmetadata: {name: clash}\nspec:\n  selector: {matchLabels: {app: web}}\n  services: [{name: s5, addr: \"127.0.0.1:8080\", handler: {type: socks5}}]\n",
     )?;
-    let denied = wait_for("a denial", Duration::from_secs(30), || async {
-        match pods
-            .create(
-                &PostParams::default(),
-                &bare_pod("web-2", serde_json::json!({"app": "web"})),
-            )
-            .await
-        {
-            Err(kube::Error::Api(e)) => Ok(Some(e.message)),
-            Ok(_) => {
-                pods.delete("web-2", &DeleteParams::default()).await?;
-                Ok(None)
-            }
-            Err(e) => Err(e.into()),
-        }
-    })
+    let denied = create_until_refused(
+        &pods,
+        "web-2",
+        serde_json::json!({"app": "web"}),
+        "a denial",
+    )
     .await?;
     assert!(
         denied.contains("GostService clash/s5")

@@ -522,3 +522,116 @@ pub fn pem_der(pem: &str) -> Vec<u8> {
         .unwrap()
         .to_vec()
 }
+
+/// The chart's names of the release's webhook configuration and serving-certificate Secret
+/// (the chart's RBAC allows exactly these).
+pub fn webhook_names() -> (String, String) {
+    (RELEASE.to_string(), format!("{RELEASE}-webhook-tls"))
+}
+
+/// The operator with its webhook on `127.0.0.1:{port}` (serving certificates valid for
+/// `validity`), after a fresh start: the release's webhook configuration (failurePolicy Fail,
+/// pods of `ns`) created anew and its TLS Secret deleted. Returns the operator and a guard
+/// that deletes the configuration.
+pub async fn start_with_webhook(
+    cluster: &Cluster,
+    ns: &str,
+    port: u16,
+    validity: &str,
+) -> Result<(Operator, kubegost_tests::testenv::DeleteOnDrop)> {
+    use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::{DeleteParams, PostParams};
+    installed(cluster);
+    let (mwc_name, tls_secret) = webhook_names();
+    let mwcs: Api<MutatingWebhookConfiguration> = Api::all(cluster.client.clone());
+    let guard = kubegost_tests::testenv::DeleteOnDrop::of::<MutatingWebhookConfiguration>(
+        cluster, None, &mwc_name,
+    );
+    let _ = mwcs.delete(&mwc_name, &DeleteParams::default()).await;
+    mwcs.create(
+        &PostParams::default(),
+        &webhook_config(&mwc_name, ns, port, "Fail"),
+    )
+    .await?;
+    let secrets_sys: Api<Secret> = Api::namespaced(cluster.client.clone(), RELEASE);
+    let _ = secrets_sys
+        .delete(&tls_secret, &DeleteParams::default())
+        .await;
+    let op = Operator::start_with(
+        cluster,
+        ns,
+        &[
+            &format!("--webhook-addr=127.0.0.1:{port}"),
+            "--webhook-extra-sans=127.0.0.1",
+            &format!("--webhook-config={mwc_name}"),
+            &format!("--webhook-secret={tls_secret}"),
+            "--webhook-service=kubegost-l1-webhook",
+            &format!("--webhook-cert-validity={validity}"),
+            "--proxy-image=localhost/kubegost/proxy:l1",
+        ],
+    )
+    .await;
+    Ok((op, guard))
+}
+
+/// Creates pod `name` with `labels` until the webhook admits it with the sidecar (its
+/// GostService cache may lag a moment behind the API server), deleting the earlier try each
+/// time; returns the injected pod.
+pub async fn create_until_injected(
+    pods: &Api<k8s_openapi::api::core::v1::Pod>,
+    name: &str,
+    labels: serde_json::Value,
+) -> Result<k8s_openapi::api::core::v1::Pod> {
+    use kube::api::{DeleteParams, PostParams};
+    wait_for(
+        "a pod admitted with the sidecar",
+        Duration::from_secs(30),
+        || async {
+            let _ = pods
+                .delete(
+                    name,
+                    &DeleteParams {
+                        grace_period_seconds: Some(0),
+                        ..Default::default()
+                    },
+                )
+                .await;
+            wait_for("old pod gone", Duration::from_secs(10), || async {
+                Ok(pods.get_opt(name).await?.is_none().then_some(()))
+            })
+            .await?;
+            let p = pods
+                .create(&PostParams::default(), &bare_pod(name, labels.clone()))
+                .await?;
+            Ok(gost_operator::inject::is_injected(&p).then_some(p))
+        },
+    )
+    .await
+}
+
+/// Creates pod `name` with `labels` until the API server refuses it (an admission change may
+/// take a moment to reach it), deleting what it admitted meanwhile; returns the refusal.
+pub async fn create_until_refused(
+    pods: &Api<k8s_openapi::api::core::v1::Pod>,
+    name: &str,
+    labels: serde_json::Value,
+    what: &str,
+) -> Result<String> {
+    use kube::api::{DeleteParams, PostParams};
+    wait_for(what, Duration::from_secs(30), || async {
+        match pods
+            .create(&PostParams::default(), &bare_pod(name, labels.clone()))
+            .await
+        {
+            Err(kube::Error::Api(e)) => Ok(Some(e.message)),
+            Ok(_) => {
+                pods.delete(name, &DeleteParams::default()).await?;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    })
+    .await
+}
