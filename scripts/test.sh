@@ -62,7 +62,7 @@ scripts/testenv/images.sh pause origin proxy operator
 step "images match the Dockerfile"
 scripts/testenv/check-images.sh
 step "benchmark smoke: gost-proxy vs direct and gost v3.2.6, against tests/bench/baseline.json (fails below 0.75 x a baseline ratio, on a failed request or a leaked descriptor)"
-KUBEGOST_BENCH_SMOKE=1 tests/bench/compare.sh 1 3
+KUBEGOST_BENCH_SMOKE=1 bash tests/bench/compare.sh 1 3
 step "leak check works on a machine with no iptables rules (fresh network namespace)"
 scripts/testenv/check-leakcheck.sh
 step "test cluster up/down leak check"
