@@ -124,7 +124,10 @@ client() {
     idle-memory-per-tunnel) memory_slope "$v" "$p" ;;
     idle-rss | exec-to-accept)
       # a port of its own per round, case and program (this runs in a subshell)
-      local sp=$((24000 + 4 * r + ${#c} % 2 * 2 + ${#v} % 2))
+      local k=0
+      [[ $c == exec-to-accept ]] && k=2
+      [[ $v == gost ]] && k=$((k + 1))
+      local sp=$((24000 + 4 * r + k))
       "$kb" startup --port "$sp" -- "${prog[$v]}" -L "http://127.0.0.1:$sp" ;;
     api-update)
       local lo; lo=$([[ $v == ours ]] && echo $api_ports_ours || echo $api_ports_gost)
