@@ -31,14 +31,11 @@ async fn k8s_l1_operator_converges_across_an_api_server_restart() -> Result<()> 
     let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), &ns.name);
     let mut op = Operator::start(&cluster, &ns.name).await;
     let pid = op.pid();
-    let mut y = String::new();
-    for i in 0..N {
-        y.push_str(&format!(
-            "---\napiVersion: kubegost.io/v1alpha1\nkind: GostService\nmetadata: {{name: g-{i}}}\nspec:\n  selector: {{matchLabels: {{app: a-{i}}}}}\n  services: [{{name: p, addr: \"127.0.0.1:{}\", handler: {{type: http}}}}]\n",
-            20000 + i
-        ));
-    }
-    kubectl(&cluster, &["create", "-n", &ns.name, "-f", "-"], Some(&y))?;
+    kubectl(
+        &cluster,
+        &["create", "-n", &ns.name, "-f", "-"],
+        Some(&many_gostservices(N, 20000)),
+    )?;
     // the outage begins while those are being reconciled and lasts 3 s plus the API server's
     // start (longer than the operator's 6 s Lease)
     let t0 = Instant::now();

@@ -23,19 +23,6 @@ use kube::Api;
 use kubegost_tests::testenv::{self, wait_for, Cluster};
 use support::*;
 
-/// `n` GostServices `g-0`…, each selecting its own app and serving one HTTP proxy.
-fn many_gostservices(n: usize, port_base: usize) -> String {
-    let mut y = String::new();
-    for i in 0..n {
-        let _ = write!(
-            y,
-            "---\napiVersion: kubegost.io/v1alpha1\nkind: GostService\nmetadata: {{name: g-{i}}}\nspec:\n  selector: {{matchLabels: {{app: a-{i}}}}}\n  services: [{{name: p, addr: \"127.0.0.1:{}\", handler: {{type: http}}}}]\n",
-            port_base + i
-        );
-    }
-    y
-}
-
 /// How many of `names` are Ready=True for their current generation, and the first that is not.
 async fn count_ready(gsvcs: &Api<GostService>) -> Result<(usize, usize, Option<String>)> {
     let all = gsvcs.list(&ListParams::default()).await?;

@@ -635,3 +635,15 @@ pub async fn create_until_refused(
     })
     .await
 }
+
+/// `n` GostServices `g-0`…, each selecting its own app and serving one HTTP proxy.
+pub fn many_gostservices(n: usize, port_base: usize) -> String {
+    let mut y = String::new();
+    for i in 0..n {
+        y.push_str(&format!(
+            "---\napiVersion: kubegost.io/v1alpha1\nkind: GostService\nmetadata: {{name: g-{i}}}\nspec:\n  selector: {{matchLabels: {{app: a-{i}}}}}\n  services: [{{name: p, addr: \"127.0.0.1:{}\", handler: {{type: http}}}}]\n",
+            port_base + i
+        ));
+    }
+    y
+}

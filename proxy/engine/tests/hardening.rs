@@ -1318,16 +1318,8 @@ fn a_blackholed_upstream_gets_the_failure_reply_at_the_dial_timeout() {
         .stderr(log)
         .spawn()
         .unwrap();
-    let up = |port: u16| {
-        in_ns(
-            &ns.0,
-            &["bash", "-c", &format!("exec 3<>/dev/tcp/127.0.0.1/{port}")],
-        )
-        .status
-        .success()
-    };
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !(up(sp) && up(hp)) {
+    while !(connects(&ns.0, "127.0.0.1", sp) && connects(&ns.0, "127.0.0.1", hp)) {
         assert!(Instant::now() < deadline, "gost-proxy did not start");
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -208,15 +208,6 @@ fn hook_failures_follow_the_phase() {
     assert_eq!(code("post-down").0, Some(1));
 }
 
-fn connects(ns: &str, host: &str, port: u16) -> bool {
-    in_ns(
-        ns,
-        &["bash", "-c", &format!("exec 3<>/dev/tcp/{host}/{port}")],
-    )
-    .status
-    .success()
-}
-
 #[test]
 fn pre_down_stops_inbound_services_and_egress_keeps_serving() {
     let Some(ns) = Netns::new() else {

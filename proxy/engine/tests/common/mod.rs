@@ -740,3 +740,13 @@ impl Drop for Netns {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
     }
 }
+
+/// Whether a TCP connection to `host:port` succeeds from inside network namespace `ns`.
+pub fn connects(ns: &str, host: &str, port: u16) -> bool {
+    in_ns(
+        ns,
+        &["bash", "-c", &format!("exec 3<>/dev/tcp/{host}/{port}")],
+    )
+    .status
+    .success()
+}
