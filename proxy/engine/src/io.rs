@@ -9,9 +9,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
-/// A bidirectional byte stream.
-pub trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+#[cfg(target_os = "linux")]
+mod splice;
+
+/// A bidirectional byte stream. `Any` lets [`pipe`] find the TCP socket under a boxed stream
+/// for its `splice(2)` path.
+pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + std::any::Any {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
 
 /// A boxed byte stream: what listeners accept, dialers open and connectors return.
 pub type BoxStream = Box<dyn Io>;
@@ -266,11 +270,19 @@ pub struct PipeStats {
 /// Copies both ways until both directions end. When one side reaches EOF the other gets a
 /// write shutdown (TCP FIN), and the remaining direction is given `half_close_timeout` to
 /// finish (GOST uses 10 s). `idle` bounds each read when set.
+///
+/// On Linux, when both ends are plain TCP sockets (bare, behind the service's byte counters,
+/// or behind a [`Rewind`] with nothing left to replay), the bytes move with `splice(2)` and
+/// never enter the process; every other pair is copied through a 32 KiB buffer per direction.
 pub async fn pipe<A, B>(a: A, b: B, idle: Option<Duration>) -> PipeStats
 where
-    A: AsyncRead + AsyncWrite + Unpin,
-    B: AsyncRead + AsyncWrite + Unpin,
+    A: AsyncRead + AsyncWrite + Unpin + 'static,
+    B: AsyncRead + AsyncWrite + Unpin + 'static,
 {
+    #[cfg(target_os = "linux")]
+    if let (Some(sa), Some(sb)) = (splice::side(&a), splice::side(&b)) {
+        return splice::pipe(sa, sb, idle).await;
+    }
     let (mut ar, mut aw) = tokio::io::split(a);
     let (mut br, mut bw) = tokio::io::split(b);
     let half_close_timeout = Duration::from_secs(10);
@@ -385,6 +397,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
 
     #[tokio::test]
     async fn rewind_replays_then_reads() {
@@ -416,5 +429,129 @@ mod tests {
         assert_eq!(back, b"pong");
         let stats = p.await.unwrap();
         assert_eq!((stats.a_to_b, stats.b_to_a), (4, 4));
+    }
+
+    /// A connected pair of real TCP sockets on loopback: (the accepted end, the dialing end).
+    async fn tcp_pair() -> (tokio::net::TcpStream, tokio::net::TcpStream) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let (dialed, accepted) = tokio::join!(tokio::net::TcpStream::connect(addr), l.accept());
+        (accepted.unwrap().0, dialed.unwrap())
+    }
+
+    fn counted(s: tokio::net::TcpStream, read: Arc<AtomicU64>, wrote: Arc<AtomicU64>) -> BoxStream {
+        let inner: BoxStream = Box::new(s);
+        Box::new(Counted::new(
+            inner,
+            Box::new(move |n| {
+                read.fetch_add(n, Ordering::Relaxed);
+            }),
+            Box::new(move |n| {
+                wrote.fetch_add(n, Ordering::Relaxed);
+            }),
+        ))
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn splice_takes_tcp_under_counters_and_an_emptied_rewind_only() {
+        let (a, _a) = tcp_pair().await;
+        let (b, _b) = tcp_pair().await;
+        let (c, _c) = tcp_pair().await;
+        let bare: BoxStream = Box::new(a);
+        assert!(splice::side(&bare).is_some(), "a boxed TcpStream");
+        let n = Arc::new(AtomicU64::new(0));
+        let with_counters = counted(b, Arc::clone(&n), Arc::clone(&n));
+        assert!(splice::side(&with_counters).is_some(), "counters over TCP");
+        let pending: BoxStream = Box::new(Rewind::new(b"x".to_vec(), with_counters));
+        assert!(
+            splice::side(&pending).is_none(),
+            "bytes left to replay must be copied"
+        );
+        let inner: BoxStream = Box::new(c);
+        let empty: BoxStream = Box::new(Rewind::new(Vec::new(), inner));
+        assert!(splice::side(&empty).is_some(), "an emptied Rewind");
+        let (d, _) = tokio::io::duplex(64);
+        let not_tcp: BoxStream = Box::new(d);
+        assert!(splice::side(&not_tcp).is_none(), "an in-memory stream");
+        let twice = counted(tcp_pair().await.0, Arc::clone(&n), Arc::clone(&n));
+        let twice: BoxStream = Box::new(Counted::new(twice, Box::new(|_| {}), Box::new(|_| {})));
+        assert!(
+            splice::side(&twice).is_none(),
+            "two counter layers are copied"
+        );
+    }
+
+    /// 16 MiB one way and 3 MiB the other through real sockets, both half-closes, exact bytes,
+    /// and the service counters see every byte (they come from splice's return values).
+    #[tokio::test]
+    async fn pipe_over_tcp_is_byte_exact_and_counted() {
+        let (proxy_a, mut client) = tcp_pair().await;
+        let (mut server, proxy_b) = tcp_pair().await;
+        let (read, wrote) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let a = counted(proxy_a, Arc::clone(&read), Arc::clone(&wrote));
+        let b: BoxStream = Box::new(proxy_b);
+        #[cfg(target_os = "linux")]
+        let spliced = splice::SPLICED.load(Ordering::Relaxed);
+        let p = tokio::spawn(pipe(a, b, Some(Duration::from_secs(20))));
+        let up: Vec<u8> = (0..16u32 << 20).map(|i| (i % 251) as u8).collect();
+        let down: Vec<u8> = (0..3u32 << 20).map(|i| (i % 241) as u8).collect();
+        let (up2, down2) = (up.clone(), down.clone());
+        let srv = tokio::spawn(async move {
+            let (mut r, mut w) = server.split();
+            let (got, sent) = tokio::join!(
+                async {
+                    let mut got = Vec::new();
+                    r.read_to_end(&mut got).await.unwrap();
+                    got
+                },
+                async {
+                    w.write_all(&down2).await.unwrap();
+                    w.shutdown().await.unwrap();
+                }
+            );
+            let () = sent;
+            got
+        });
+        let (mut cr, mut cw) = client.split();
+        let (back, ()) = tokio::join!(
+            async {
+                let mut back = Vec::new();
+                cr.read_to_end(&mut back).await.unwrap();
+                back
+            },
+            async {
+                cw.write_all(&up2).await.unwrap();
+                cw.shutdown().await.unwrap();
+            }
+        );
+        let got = tokio::time::timeout(Duration::from_secs(30), srv)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            got == up,
+            "client → server bytes differ ({} of {})",
+            got.len(),
+            up.len()
+        );
+        assert!(
+            back == down,
+            "server → client bytes differ ({} of {})",
+            back.len(),
+            down.len()
+        );
+        let stats = tokio::time::timeout(Duration::from_secs(30), p)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((stats.a_to_b, stats.b_to_a), (16 << 20, 3 << 20));
+        assert_eq!(read.load(Ordering::Relaxed), 16 << 20);
+        assert_eq!(wrote.load(Ordering::Relaxed), 3 << 20);
+        #[cfg(target_os = "linux")]
+        assert!(
+            splice::SPLICED.load(Ordering::Relaxed) > spliced,
+            "two TCP ends must take the splice path"
+        );
     }
 }

@@ -125,11 +125,21 @@ async fn gost_series_match_gost() {
     let (g, o) = tokio::task::spawn_blocking(move || (run(gost_bin(), origin), run(bin(), origin)))
         .await
         .unwrap();
-    assert_eq!(g.types, o.types, "families and types");
+    // gost v3.2.6 counts a service into `gost_services` only if its metrics were enabled
+    // before the service started serving (the two start concurrently), so on a busy machine
+    // the family can be missing from gost altogether; ours is checked on its own below.
+    let skip = |name: &str| name == "gost_services" && !g.types.contains_key(name);
+    let types = |s: &Scrape| {
+        let mut t = s.types.clone();
+        t.retain(|name, _| !skip(name));
+        t
+    };
+    assert_eq!(types(&g), types(&o), "families and types");
     // name + label names (values vary: ports, hosts)
     let shape = |s: &Scrape| -> BTreeSet<(String, Vec<String>)> {
         s.series
             .keys()
+            .filter(|(name, _)| !skip(name))
             .map(|(name, labels)| {
                 (
                     name.clone(),

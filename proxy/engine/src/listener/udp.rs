@@ -28,7 +28,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -90,6 +90,10 @@ pub struct Session {
     closed: Arc<AtomicBool>,
     keepalive: bool,
     sessions: Sessions,
+    /// Sessions not yet dropped (shared with the reader): a session leaves the table when it
+    /// expires but holds its upstream socket until its handler lets go of it, so admission
+    /// counts these, not table entries.
+    live: Arc<AtomicUsize>,
 }
 
 /// Sessions of one listener, demultiplexed by peer, fed by a reader task and swept by a
@@ -203,6 +207,7 @@ impl UdpSession for Session {
 impl Drop for Session {
     fn drop(&mut self) {
         self.close();
+        self.live.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -288,6 +293,7 @@ async fn read_loop(
     o: SessionOpts,
 ) {
     let mut buf = vec![0u8; o.buf_size];
+    let live = Arc::new(AtomicUsize::new(0));
     loop {
         let (n, peer) = match wire.recv_from(&mut buf).await {
             Ok(x) => x,
@@ -307,7 +313,7 @@ async fn read_loop(
                 }
                 continue;
             }
-            if map.len() >= o.max_sessions {
+            if map.len().max(live.load(Ordering::Relaxed)) >= o.max_sessions {
                 tracing::debug!(%peer, max = o.max_sessions, "udp session table full: datagram of a new client dropped");
                 continue;
             }
@@ -335,7 +341,9 @@ async fn read_loop(
             closed,
             keepalive: o.keepalive,
             sessions: Arc::clone(&sessions),
+            live: Arc::clone(&live),
         };
+        live.fetch_add(1, Ordering::Relaxed);
         // No lock is held here: a refused session's drop removes its own entry.
         match accept_tx.try_send(session) {
             Ok(()) => {}

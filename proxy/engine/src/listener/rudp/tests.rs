@@ -151,12 +151,19 @@ async fn a_full_session_table_drops_new_clients_until_a_place_frees() {
     remote.send_to(b"c", "10.0.0.3:3000").await.unwrap();
     remote.send_to(b"a2", "10.0.0.1:1000").await.unwrap();
     let a = demux.accept().await.unwrap();
-    let _b = demux.accept().await.unwrap();
+    let b = demux.accept().await.unwrap();
     assert_eq!(&a.recv().await.unwrap()[..], b"a");
     // a2 arrived after c: once it is in, c has been read and dropped
     assert_eq!(&a.recv().await.unwrap()[..], b"a2");
     assert_eq!(demux.len(), 2, "the third client got no session");
+    // closed but still held by its handler (which may still hold an upstream socket): the
+    // place is not free yet
     a.close();
+    remote.send_to(b"c1", "10.0.0.3:3000").await.unwrap();
+    remote.send_to(b"b2", "10.0.0.2:2000").await.unwrap();
+    assert_eq!(&b.recv().await.unwrap()[..], b"b", "b's first datagram");
+    assert_eq!(&b.recv().await.unwrap()[..], b"b2", "c1 was read before b2");
+    drop(a);
     remote.send_to(b"c2", "10.0.0.3:3000").await.unwrap();
     let c = demux.accept().await.unwrap();
     assert_eq!(c.peer().to_string(), "10.0.0.3:3000");
