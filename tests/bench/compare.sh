@@ -95,7 +95,10 @@ for impl in ours gost; do
   wait_port "$api"; wait_port "$a0"
   P[api-update/$impl]=$api; PROCS[api-update/$impl]=${PID[api-$impl]}
 done
-fds() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
+# descriptors other than pipes: the splice path keeps up to 32 empty pipes (64 descriptors)
+# for reuse, a bounded pool, not a leak; they are counted apart and capped below
+fds() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 -printf '%l\n' 2>/dev/null | grep -vc '^pipe:' || true; }
+pipes() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 -printf '%l\n' 2>/dev/null | grep -c '^pipe:' || true; }
 declare -A FD0
 for n in "${!PID[@]}"; do [[ $n == *-ours ]] && FD0[$n]=$(fds "${PID[$n]}"); done
 
@@ -204,6 +207,8 @@ sleep 2
 for n in "${!FD0[@]}"; do
   now=$(fds "${PID[$n]}")
   ((now <= FD0[$n] + 2)) || die "gost-proxy $n holds $now file descriptors after the run, $((FD0[$n])) before"
+  p=$(pipes "${PID[$n]}")
+  ((p <= 64)) || die "gost-proxy $n holds $p pipe descriptors after the run (the pool keeps at most 64)"
 done
 md=${out%.jsonl}.md
 {
