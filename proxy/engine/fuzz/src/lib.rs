@@ -327,8 +327,9 @@ pub fn url(data: &[u8]) {
     let mut lines = text.split('\n');
     let service: Vec<String> = lines.next().map(str::to_string).into_iter().collect();
     let nodes: Vec<String> = lines.take(8).map(str::to_string).collect();
-    let kinds = gost_engine::Kinds::builtin();
-    if let Ok(cfg) = gost_engine::cli::build(&service, &nodes, None, &kinds) {
+    static KINDS: OnceLock<gost_engine::Kinds> = OnceLock::new();
+    let kinds = KINDS.get_or_init(gost_engine::Kinds::builtin);
+    if let Ok(cfg) = gost_engine::cli::build(&service, &nodes, None, kinds) {
         let _ = engine().validate(&cfg);
     }
 }
