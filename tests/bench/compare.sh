@@ -186,7 +186,7 @@ for r in $(seq "$rounds"); do
       [[ -z $procs ]] && cores=null
       case $c in
         idle-rss) res=$(sed 's/"ms":[^,}]*,\{0,1\}//' <<<"$res") ;;
-        exec-to-accept) res=$(sed 's/,\{0,1\}"rss_kib":[^,}]*//' <<<"$res") ;;
+        exec-to-accept) res=$(sed 's/,\{0,1\}"rss_kib":[^,}]*//; s/,\{0,1\}"anon_kib":[^,}]*//' <<<"$res") ;;
       esac
       printf '{"case":"%s","variant":"%s","round":%d,"attempts":%d,"cores":%s,"result":%s}\n' "$c" "$v" "$r" "$attempts" "$cores" "$res" >>"$out"
     done

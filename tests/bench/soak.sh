@@ -41,28 +41,35 @@ client() {
   done
   echo "$n $bad" >"$work/c$i"
 }
-sample() { awk '/^VmRSS/{r=$2} /^Threads/{t=$2} END{printf "%s %s", r, t}' "/proc/$proxy/status"; printf ' %s\n' "$(ls "/proc/$proxy/fd" | wc -l)"; }
-read -r _ _ fds_base <<<"$(sample)"
+# descriptors other than pipes, then pipes: the splice path keeps up to 32 empty pipes (64
+# descriptors) for reuse, a bounded pool, so they are counted apart
+fd_links() { find "/proc/$proxy/fd" -mindepth 1 -maxdepth 1 -printf '%l\n' 2>/dev/null; }
+sample() {
+  awk '/^VmRSS/{r=$2} /^Threads/{t=$2} END{printf "%s %s", r, t}' "/proc/$proxy/status"
+  printf ' %s %s\n' "$(fd_links | grep -vc '^pipe:' || true)" "$(fd_links | grep -c '^pipe:' || true)"
+}
+read -r _ _ fds_base _ <<<"$(sample)"
 for i in $(seq "$clients"); do client "$i" & pids+=($!); done
-printf '%6s %10s %8s %5s\n' t rss_kib threads fds
+printf '%6s %10s %8s %5s %5s\n' t rss_kib threads fds pipes
 samples=()
 start=$SECONDS
 while ((SECONDS - start < secs)); do
   sleep 10
-  read -r rss thr fds <<<"$(sample)"
-  printf '%6s %10s %8s %5s\n' "$((SECONDS - start))" "$rss" "$thr" "$fds"
+  read -r rss thr fds pipes <<<"$(sample)"
+  printf '%6s %10s %8s %5s %5s\n' "$((SECONDS - start))" "$rss" "$thr" "$fds" "$pipes"
   samples+=("$rss $fds")
 done
 wait "${pids[@]:2}" 2>/dev/null || true
 sleep 2
-read -r rss_end _ fds_end <<<"$(sample)"
+read -r rss_end _ fds_end pipes_end <<<"$(sample)"
 total=0 bad=0
 for i in $(seq "$clients"); do read -r n b <"$work/c$i"; total=$((total + n)); bad=$((bad + b)); done
 read -r rss_first _ <<<"${samples[1]:-${samples[0]}}" # the first sample after warm-up
 drift=$(python3 -c "print(f'{($rss_end - $rss_first) * 100 / $rss_first:+.1f}')")
-echo "soak ${secs}s, $clients clients: $total requests, $bad failed; RSS $rss_first -> $rss_end KiB ($drift %); fds $fds_base before the load, $fds_end after it"
+echo "soak ${secs}s, $clients clients: $total requests, $bad failed; RSS $rss_first -> $rss_end KiB ($drift %); fds $fds_base before the load, $fds_end after it (and $pipes_end pooled pipe descriptors)"
 status=0
 [[ $bad -eq 0 ]] || { echo "failed requests: $bad" >&2; status=1; }
 python3 -c "import sys; sys.exit(0 if abs($rss_end - $rss_first) * 10 <= $rss_first else 1)" || { echo "RSS drift over 10 %" >&2; status=1; }
 ((fds_end <= fds_base + 2)) || { echo "descriptors grew: $fds_base -> $fds_end" >&2; status=1; }
+((pipes_end <= 64)) || { echo "pipe descriptors: $pipes_end, over the pool's 64" >&2; status=1; }
 exit "$status"

@@ -487,9 +487,14 @@ async fn hold(f: &Flags) -> Result<serde_json::Value> {
 
 /// Resident set size of `pid` in KiB.
 fn rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmRSS:")
+}
+
+/// A KiB figure of `/proc/<pid>/status` (`VmRSS:`, `RssAnon:`, …).
+fn status_kib(pid: u32, key: &str) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     s.lines()
-        .find(|l| l.starts_with("VmRSS:"))?
+        .find(|l| l.starts_with(key))?
         .split_whitespace()
         .nth(1)?
         .parse()
@@ -528,9 +533,12 @@ async fn startup(args: &[String]) -> Result<serde_json::Value> {
     };
     tokio::time::sleep(Duration::from_millis(settle)).await;
     let rss = rss_kib(child.id());
+    // the anonymous part (heap, stacks): what each further process adds; the rest of the RSS
+    // is the program's file pages, shared by every process that runs the same file
+    let anon = status_kib(child.id(), "RssAnon:");
     let _ = child.kill();
     let _ = child.wait();
-    Ok(serde_json::json!({"ms": ms, "rss_kib": rss}))
+    Ok(serde_json::json!({"ms": ms, "rss_kib": rss, "anon_kib": anon}))
 }
 
 /// One HTTP/1.1 request to the Web API at `api`; returns the status code.
@@ -622,6 +630,7 @@ const METRICS: &[(&str, bool)] = &[
     ("pps_ok", true),
     ("kib_per_tunnel", false),
     ("rss_kib", false),
+    ("anon_kib", false),
     ("ms", false),
 ];
 
