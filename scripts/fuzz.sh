@@ -9,7 +9,7 @@
 # FUZZ_JOBS (default: the number of cores) targets run at once, one libFuzzer process each.
 # FUZZ_SANITIZER (default none; address, memory, thread as cargo fuzz takes them): the engine
 # and operator forbid unsafe code, so what these targets can find is a panic, a hang or an
-# unbounded allocation, which libFuzzer reports without a sanitizer at ~3× the executions;
+# unbounded allocation, which libFuzzer reports without a sanitizer at 5–8× the executions;
 # `FUZZ_SANITIZER=address` adds AddressSanitizer for the dependencies' unsafe code.
 # The committed corpus <crate>/fuzz/corpus/<target>/ is read, never written: new inputs land in
 # ${FUZZ_CORPUS:-target/fuzz-corpus}/<target>/ (kept between runs, outside the tree), so a long
@@ -37,7 +37,7 @@ limit=()
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
-# one_target DIR TARGET: runs it, leaves "<line>\n<crashes>" in $out/TARGET
+# one_target DIR TARGET: runs it, leaves its result line in $out/TARGET
 one_target() {
   local dir=$1 t=$2 log="$out/$2.log" start end execs rate crashes=0 a
   cd "$root/$dir"

@@ -98,6 +98,16 @@ start_bg() {
   echo "$pid $(proc_start "$pid")" >"$STATE/pid/$name"
 }
 # proc_start PID: the process start time (field 22 of /proc/PID/stat), "" if gone
+# fd_counts PID: "<descriptors other than pipes> <pipe descriptors>". gost-proxy's splice path
+# keeps up to SPLICE_POOL_FDS pipe descriptors (32 empty pipes) for reuse, a bounded pool, not a
+# leak, so leak checks count them apart and cap them at that.
+SPLICE_POOL_FDS=64
+fd_counts() {
+  local links
+  links=$(find "/proc/$1/fd" -mindepth 1 -maxdepth 1 -printf '%l\n' 2>/dev/null || true)
+  [[ -n $links ]] || { echo "0 0"; return; }
+  printf '%s %s\n' "$(grep -vc '^pipe:' <<<"$links" || true)" "$(grep -c '^pipe:' <<<"$links" || true)"
+}
 proc_start() { awk '{print $22}' "/proc/$1/stat" 2>/dev/null || true; }
 # alive NAME: true while the process recorded for NAME is still that process
 alive() {

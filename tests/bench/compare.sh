@@ -96,10 +96,8 @@ for impl in ours gost; do
   wait_port "$api"; wait_port "$a0"
   P[api-update/$impl]=$api; PROCS[api-update/$impl]=${PID[api-$impl]}
 done
-# descriptors other than pipes: the splice path keeps up to 32 empty pipes (64 descriptors)
-# for reuse, a bounded pool, not a leak; they are counted apart and capped below
-fds() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 -printf '%l\n' 2>/dev/null | grep -vc '^pipe:' || true; }
-pipes() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 -printf '%l\n' 2>/dev/null | grep -c '^pipe:' || true; }
+# descriptors other than pipes (fd_counts, scripts/testenv/lib.sh: pooled pipes are counted apart)
+fds() { local n _; read -r n _ <<<"$(fd_counts "$1")"; echo "$n"; }
 declare -A FD0
 for n in "${!PID[@]}"; do [[ $n == *-ours ]] && FD0[$n]=$(fds "${PID[$n]}"); done
 
@@ -206,10 +204,9 @@ fi
 # every gost-proxy process is back to the descriptors it had before the cases (±2)
 sleep 2
 for n in "${!FD0[@]}"; do
-  now=$(fds "${PID[$n]}")
+  read -r now p <<<"$(fd_counts "${PID[$n]}")"
   ((now <= FD0[$n] + 2)) || die "gost-proxy $n holds $now file descriptors after the run, $((FD0[$n])) before"
-  p=$(pipes "${PID[$n]}")
-  ((p <= 64)) || die "gost-proxy $n holds $p pipe descriptors after the run (the pool keeps at most 64)"
+  ((p <= SPLICE_POOL_FDS)) || die "gost-proxy $n holds $p pipe descriptors after the run (the pool keeps at most $SPLICE_POOL_FDS)"
 done
 md=${out%.jsonl}.md
 {

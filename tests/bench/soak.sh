@@ -41,12 +41,10 @@ client() {
   done
   echo "$n $bad" >"$work/c$i"
 }
-# descriptors other than pipes, then pipes: the splice path keeps up to 32 empty pipes (64
-# descriptors) for reuse, a bounded pool, so they are counted apart
-fd_links() { find "/proc/$proxy/fd" -mindepth 1 -maxdepth 1 -printf '%l\n' 2>/dev/null; }
+# RSS, threads, then descriptors other than pipes and pooled pipes (fd_counts, lib.sh)
 sample() {
   awk '/^VmRSS/{r=$2} /^Threads/{t=$2} END{printf "%s %s", r, t}' "/proc/$proxy/status"
-  printf ' %s %s\n' "$(fd_links | grep -vc '^pipe:' || true)" "$(fd_links | grep -c '^pipe:' || true)"
+  printf ' %s\n' "$(fd_counts "$proxy")"
 }
 read -r _ _ fds_base _ <<<"$(sample)"
 for i in $(seq "$clients"); do client "$i" & pids+=($!); done
@@ -71,5 +69,5 @@ status=0
 [[ $bad -eq 0 ]] || { echo "failed requests: $bad" >&2; status=1; }
 python3 -c "import sys; sys.exit(0 if abs($rss_end - $rss_first) * 10 <= $rss_first else 1)" || { echo "RSS drift over 10 %" >&2; status=1; }
 ((fds_end <= fds_base + 2)) || { echo "descriptors grew: $fds_base -> $fds_end" >&2; status=1; }
-((pipes_end <= 64)) || { echo "pipe descriptors: $pipes_end, over the pool's 64" >&2; status=1; }
+((pipes_end <= SPLICE_POOL_FDS)) || { echo "pipe descriptors: $pipes_end, over the pool's $SPLICE_POOL_FDS" >&2; status=1; }
 exit "$status"
